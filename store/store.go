@@ -1,0 +1,79 @@
+// Package store is the only package that talks to PostgreSQL. It owns accounts, mailboxes,
+// messages, bodies, flags, tombstones, UID/MODSEQ allocation and change notification, and
+// returns protocol-neutral types (types.go). It must not import imapbackend, replica, lmtp,
+// go-imap or go-smtp.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	Logger   *slog.Logger // default: discard
+	MaxConns int32        // default: pgxpool's default (max(4, NumCPU))
+	// BcryptCost is the password hashing cost; 0 means bcrypt.DefaultCost. Tests lower it.
+	BcryptCost int
+}
+
+// Store is a handle on one replica's database. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	dsn  string
+	log  *slog.Logger
+	opts Options
+}
+
+// Open connects to the database at dsn (a libpq URL or key=value string; PG* variables fill
+// in what it leaves out). It does not migrate; see Migrate and CheckSchema.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse database address: %w", err)
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database %s: %w", cfg.ConnConfig.Database, err)
+	}
+	return &Store{pool: pool, dsn: dsn, log: opts.Logger, opts: opts}, nil
+}
+
+// Close releases the connections.
+func (s *Store) Close() { s.pool.Close() }
+
+// inTx runs fn in one READ COMMITTED transaction and commits it.
+func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// inSnapshot runs fn in one read-only REPEATABLE READ transaction.
+func (s *Store) inSnapshot(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+func isSerializationFailure(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}

@@ -105,3 +105,18 @@ func (s *Store) Move(ctx context.Context, acct AccountID, src MailboxID, uids UI
 func (s *Store) Search(ctx context.Context, acct AccountID, mbox MailboxID, c *SearchCriteria) ([]UID, error) {
 	panic("todo")
 }
+
+// ---- change notification (changes.go) ----
+
+// Notification says a mailbox changed: some commit raised its HIGHESTMODSEQ to ModSeq.
+// A zero Notification (uuid.Nil mailbox) means "the listener reconnected: re-check all".
+type Notification struct {
+	Account AccountID
+	Mailbox MailboxID
+	ModSeq  ModSeq
+}
+
+// Listen holds one LISTEN connection and calls fn (from a single goroutine) for every change
+// committed by any process on this database. It reconnects on failure (calling fn with a zero
+// Notification after each reconnect) and returns only when ctx ends.
+func (s *Store) Listen(ctx context.Context, fn func(Notification)) error { panic("todo") }

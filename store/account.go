@@ -18,7 +18,7 @@ const (
 	qAccountByName = `SELECT id, name, password_hash, created_at FROM accounts WHERE name = $1`
 	qListAccounts  = `SELECT id, name, created_at FROM accounts ORDER BY name`
 	qDeleteAccount = `DELETE FROM accounts WHERE name = $1`
-	qSetPassword   = `UPDATE accounts SET password_hash = $2, updated_at = now() WHERE name = $1`
+	qSetPassword   = `UPDATE accounts SET password_hash = $2, updated_at = now(), password_changed_at = now() WHERE name = $1`
 )
 
 // DefaultMailboxes are created with every account, with their special-use attributes.
@@ -188,8 +188,13 @@ func (s *Store) DeleteAccount(ctx context.Context, name string) error {
 			`DELETE FROM mailboxes WHERE account_id = $1`,
 			`DELETE FROM mailbox_names WHERE account_id = $1`,
 			`DELETE FROM accounts WHERE id = $1`,
+			`INSERT INTO account_tombstones (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`,
 		} {
-			if _, err := tx.Exec(ctx, q, id); err != nil {
+			args := []any{id}
+			if strings.Contains(q, "$2") {
+				args = append(args, name)
+			}
+			if _, err := tx.Exec(ctx, q, args...); err != nil {
 				return err
 			}
 		}

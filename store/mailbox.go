@@ -20,8 +20,8 @@ const (
 	qInsertMailbox    = `INSERT INTO mailboxes (account_id, id, name, uidvalidity, uid_next, highest_modseq, subscribed, special_use) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 	qRecordName       = `INSERT INTO mailbox_names (account_id, name, uidvalidity, uid_next, modseq) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (account_id, name) DO UPDATE SET uid_next = greatest(mailbox_names.uid_next, EXCLUDED.uid_next), modseq = greatest(mailbox_names.modseq, EXCLUDED.modseq)`
-	qSetSubscribed = `UPDATE mailboxes SET subscribed = $3 WHERE account_id = $1 AND name = $2`
-	qStatus        = `SELECT count(*), count(*) FILTER (WHERE NOT flags @> '{\Seen}'), count(*) FILTER (WHERE flags @> '{\Deleted}'), coalesce(sum(m.size), 0)
+	qSetSubscribed = `UPDATE mailboxes SET subscribed = $3, subscribed_changed_at = CASE WHEN subscribed = $3 THEN subscribed_changed_at ELSE now() END WHERE account_id = $1 AND name = $2`
+	qStatus        = `SELECT count(*), count(*) FILTER (WHERE NOT '\Seen' = ANY(flags)), count(*) FILTER (WHERE '\Deleted' = ANY(flags)), coalesce(sum(m.size), 0)
 		FROM mailbox_messages mm JOIN messages m ON m.account_id = mm.account_id AND m.id = mm.message_id
 		WHERE mm.account_id = $1 AND mm.mailbox_id = $2`
 )
@@ -184,6 +184,8 @@ func deleteMailboxRows(ctx context.Context, tx pgx.Tx, acct AccountID, id Mailbo
 		`WITH gone AS (DELETE FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 RETURNING message_id)
 			DELETE FROM messages WHERE account_id = $1 AND id IN (SELECT message_id FROM gone)`,
 		`DELETE FROM expunged WHERE account_id = $1 AND mailbox_id = $2`,
+		`INSERT INTO mailbox_tombstones (account_id, id, name) SELECT account_id, id, name FROM mailboxes WHERE account_id = $1 AND id = $2
+			ON CONFLICT (account_id, id) DO UPDATE SET deleted_at = now()`,
 		`DELETE FROM mailboxes WHERE account_id = $1 AND id = $2`,
 	} {
 		if _, err := tx.Exec(ctx, q, acct, id); err != nil {
@@ -225,7 +227,7 @@ func (s *Store) RenameMailbox(ctx context.Context, acct AccountID, oldName, newN
 			if err := recordName(ctx, tx, b); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `UPDATE mailboxes SET name = $3 WHERE account_id = $1 AND id = $2`, acct, b.ID, to)
+			_, err := tx.Exec(ctx, `UPDATE mailboxes SET name = $3, name_changed_at = now() WHERE account_id = $1 AND id = $2`, acct, b.ID, to)
 			if isUniqueViolation(err) {
 				return fmt.Errorf("mailbox %q: %w", to, ErrMailboxExists)
 			}

@@ -321,7 +321,7 @@ func (s *Store) StoreFlags(ctx context.Context, acct AccountID, mbox MailboxID, 
 			fj, _ := json.Marshal(changed[i].Flags)
 			flagList[i] = string(fj)
 		}
-		_, err = tx.Exec(ctx, `UPDATE mailbox_messages mm SET flags = ARRAY(SELECT jsonb_array_elements_text(u.f::jsonb)), modseq = $3
+		_, err = tx.Exec(ctx, `UPDATE mailbox_messages mm SET flags = ARRAY(SELECT jsonb_array_elements_text(u.f::jsonb)), modseq = $3, changed_at = now()
 			FROM unnest($4::bigint[], $5::text[]) AS u(uid, f)
 			WHERE mm.account_id = $1 AND mm.mailbox_id = $2 AND mm.uid = u.uid`, acct, mbox, int64(modseq), uidList, flagList)
 		return err
@@ -345,7 +345,7 @@ func (s *Store) Expunge(ctx context.Context, acct AccountID, mbox MailboxID, uid
 			cond, args = uidCond("uid", uids, args)
 		}
 		rows, err := tx.Query(ctx, `SELECT uid FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2
-			AND flags @> '{\Deleted}' AND `+cond+` ORDER BY uid`, args...)
+			AND '\Deleted' = ANY(flags) AND `+cond+` ORDER BY uid`, args...)
 		if err != nil {
 			return err
 		}
@@ -537,7 +537,7 @@ func moveLocked(ctx context.Context, tx pgx.Tx, src, dest Mailbox, srcUIDs []UID
 		res.DestUIDs = append(res.DestUIDs, first+UID(i))
 	}
 	_, err = tx.Exec(ctx, `WITH moved AS (
-			UPDATE mailbox_messages mm SET mailbox_id = $5, uid = c.new_uid, modseq = $6
+			UPDATE mailbox_messages mm SET mailbox_id = $5, uid = c.new_uid, modseq = $6, changed_at = now()
 			FROM unnest($3::bigint[], $4::bigint[]) AS c(src_uid, new_uid)
 			WHERE mm.account_id = $1 AND mm.mailbox_id = $2 AND mm.uid = c.src_uid
 			RETURNING c.src_uid, mm.message_id)

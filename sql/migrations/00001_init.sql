@@ -23,7 +23,7 @@ CREATE TABLE accounts (
 
 -- Live mailboxes. A deleted mailbox's row is removed; mailbox_names keeps what its name used.
 CREATE TABLE mailboxes (
-    account_id     uuid        NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    account_id     uuid        NOT NULL REFERENCES accounts (id) ON DELETE CASCADE ON UPDATE CASCADE,
     id             uuid        NOT NULL,
     name           text        NOT NULL,
     uidvalidity    bigint      NOT NULL CHECK (uidvalidity > 0 AND uidvalidity < 4294967296),
@@ -39,7 +39,7 @@ CREATE TABLE mailboxes (
 -- Every name a mailbox of the account ever had, with the highest UIDNEXT used under it, so a
 -- re-created or renamed-to name continues above it with the same UIDVALIDITY (invariant 2).
 CREATE TABLE mailbox_names (
-    account_id  uuid   NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    account_id  uuid   NOT NULL REFERENCES accounts (id) ON DELETE CASCADE ON UPDATE CASCADE,
     name        text   NOT NULL,
     uidvalidity bigint NOT NULL,
     uid_next    bigint NOT NULL,
@@ -49,7 +49,7 @@ CREATE TABLE mailbox_names (
 
 -- Message bodies, content-addressed per account and shared by copies.
 CREATE TABLE bodies (
-    account_id uuid   NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    account_id uuid   NOT NULL REFERENCES accounts (id) ON DELETE CASCADE ON UPDATE CASCADE,
     digest     bytea  NOT NULL,
     size       bigint NOT NULL,
     data       bytea  NOT NULL,
@@ -59,7 +59,7 @@ CREATE TABLE bodies (
 -- A message: its UUIDv7 never changes (invariant 4). Envelope and body structure are parsed
 -- once at ingest; search_header/search_text feed SEARCH.
 CREATE TABLE messages (
-    account_id     uuid        NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    account_id     uuid        NOT NULL REFERENCES accounts (id) ON DELETE CASCADE ON UPDATE CASCADE,
     id             uuid        NOT NULL,
     digest         bytea       NOT NULL,
     size           bigint      NOT NULL,
@@ -70,7 +70,7 @@ CREATE TABLE messages (
     search_header  text        NOT NULL DEFAULT '',
     search_text    text        NOT NULL DEFAULT '',
     PRIMARY KEY (account_id, id),
-    FOREIGN KEY (account_id, digest) REFERENCES bodies (account_id, digest)
+    FOREIGN KEY (account_id, digest) REFERENCES bodies (account_id, digest) ON UPDATE CASCADE
 );
 
 -- Where a message is: one mailbox, one UID. flags are canonical spellings.
@@ -83,8 +83,8 @@ CREATE TABLE mailbox_messages (
     modseq     bigint NOT NULL,
     PRIMARY KEY (account_id, mailbox_id, uid),
     UNIQUE (account_id, message_id),
-    FOREIGN KEY (account_id, mailbox_id) REFERENCES mailboxes (account_id, id) ON DELETE CASCADE,
-    FOREIGN KEY (account_id, message_id) REFERENCES messages (account_id, id)
+    FOREIGN KEY (account_id, mailbox_id) REFERENCES mailboxes (account_id, id) ON DELETE CASCADE ON UPDATE CASCADE,
+    FOREIGN KEY (account_id, message_id) REFERENCES messages (account_id, id) ON UPDATE CASCADE
 );
 CREATE INDEX mailbox_messages_modseq ON mailbox_messages (account_id, mailbox_id, modseq);
 
@@ -96,7 +96,7 @@ CREATE TABLE expunged (
     message_id uuid   NOT NULL,
     modseq     bigint NOT NULL,
     PRIMARY KEY (account_id, mailbox_id, uid),
-    FOREIGN KEY (account_id, mailbox_id) REFERENCES mailboxes (account_id, id) ON DELETE CASCADE
+    FOREIGN KEY (account_id, mailbox_id) REFERENCES mailboxes (account_id, id) ON DELETE CASCADE ON UPDATE CASCADE
 );
 CREATE INDEX expunged_modseq ON expunged (account_id, mailbox_id, modseq);
 

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/twinmail/twinmail/internal/pgcluster"
+	"github.com/twinmail/twinmail/store"
+)
+
+// Fixed names of the development setup.
+const (
+	devDir      = ".twinmail-dev"
+	devDatabase = "twinmail"
+	devUser     = "demo"
+	devPassword = "demo"
+)
+
+// devCmd is "twinmail dev": a private PostgreSQL cluster, a migrated database, a demo account
+// and an IMAP server on loopback, all in one process, for trying twinmail out.
+type devCmd struct {
+	fs     *flagSet
+	dir    string
+	imap   string
+	pgPort int
+	logs   logFlags
+	logger *slog.Logger
+}
+
+func newDevCmd(sio stdio) *devCmd {
+	c := &devCmd{}
+	c.fs = newFlagSet(sio, "dev", "twinmail dev [--dir DIR] [--imap ADDR]", `
+Run twinmail for trying it out, with nothing configured: start a private PostgreSQL
+cluster in DIR/pg (initdb on the first run; later runs reuse the data), create and
+migrate the database "twinmail", create the account "demo" with password "demo" if it
+is missing, serve IMAP on a loopback address with plaintext login allowed, and print
+how to connect. Ctrl-C (or SIGTERM) stops the IMAP server and then the cluster.
+
+Needs the PostgreSQL server programs (initdb, pg_ctl, postgres) on PATH or under
+/usr/lib/postgresql/*/bin; on Debian and Ubuntu: apt-get install postgresql. When run as
+root, PostgreSQL runs as the unprivileged "postgres" user.`)
+	c.fs.StringVar(&c.dir, "dir", devDir, "`directory` that holds the development data (created if missing)")
+	c.fs.StringVar(&c.imap, "imap", defaultIMAPAddr, "loopback `address` to serve IMAP on")
+	c.fs.IntVar(&c.pgPort, "pg-port", 0, "TCP `port` for PostgreSQL on 127.0.0.1 (0: a free one, preferably last run's)")
+	c.fs.logFlags(&c.logs)
+	return c
+}
+
+func (c *devCmd) parseFlags(args []string) error {
+	if _, err := c.fs.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if c.dir == "" {
+		return usageError{errors.New("--dir must not be empty")}
+	}
+	if err := checkLoopback(c.imap); err != nil {
+		return usageError{err}
+	}
+	if c.pgPort < 0 || c.pgPort > 65535 {
+		return usageError{fmt.Errorf("bad --pg-port %d", c.pgPort)}
+	}
+	var err error
+	c.logger, err = c.logs.logger(c.fs.sio.err)
+	return err
+}
+
+// checkLoopback refuses an address that is not on a loopback interface: dev lets anyone log
+// in as demo/demo in plaintext.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("bad --imap %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--imap %q is not a loopback address: dev allows plaintext demo/demo logins, so it serves only on 127.0.0.1, ::1 or localhost", addr)
+	}
+	return nil
+}
+
+func (c *devCmd) run(ctx context.Context) (err error) {
+	dir, err := filepath.Abs(c.dir)
+	if err != nil {
+		return fmt.Errorf("resolve --dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+
+	log := c.logger
+	cl, err := pgcluster.Start(ctx, pgcluster.Options{
+		Dir:    filepath.Join(dir, "pg"),
+		Port:   c.pgPort,
+		Logger: log.With("component", "postgres"),
+	})
+	if errors.Is(err, pgcluster.ErrNotInstalled) {
+		return pgcluster.ErrNotInstalled // it says what to install; the folder does not matter
+	} else if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := cl.Stop(); serr != nil {
+			if err == nil {
+				err = serr
+			} else {
+				log.Error("stop PostgreSQL", "err", serr)
+			}
+		}
+	}()
+
+	if err := cl.CreateDatabase(ctx, devDatabase); err != nil {
+		return err
+	}
+	dsn := cl.DSN(devDatabase)
+	st, err := store.Open(ctx, dsn, store.Options{Logger: log.With("component", "store")})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return schemaError(err)
+	}
+	if _, err := st.CreateAccount(ctx, devUser, devPassword); err != nil && !errors.Is(err, store.ErrAccountExists) {
+		return fmt.Errorf("create account %s: %w", devUser, err)
+	}
+
+	cfg := imapConfig{addr: c.imap, insecureAuth: true}
+	return serveIMAP(ctx, log, st, cfg, func(imapAddr, _ net.Addr) {
+		c.printWelcome(dir, imapAddr, dsn)
+	})
+}
+
+// printWelcome tells the user, on stdout, how to reach what dev started.
+func (c *devCmd) printWelcome(dir string, imapAddr net.Addr, dsn string) {
+	host, port := "127.0.0.1", "1143"
+	if ta, ok := imapAddr.(*net.TCPAddr); ok {
+		host, port = ta.IP.String(), strconv.Itoa(ta.Port)
+	}
+	fmt.Fprintf(c.fs.sio.out, `
+twinmail dev is running; press Ctrl-C to stop it.
+
+  IMAP server  %[1]s, port %[2]s, no TLS (connection security "None"), plaintext password login
+  user         %[3]s
+  password     %[4]s
+
+Try it:
+  python3 -c "import imaplib; m = imaplib.IMAP4('%[1]s', %[2]s); print(m.login('%[3]s', '%[4]s')); print(m.list())"
+  mutt -f 'imap://%[3]s:%[4]s@%[5]s/INBOX'
+  Thunderbird: add a mail account for %[3]s@localhost with password %[4]s, choose "Configure manually":
+    incoming IMAP, server %[1]s, port %[2]s, connection security None,
+    authentication "Normal password", username %[3]s
+
+The database:
+  psql '%[6]s'
+  export TWINMAIL_DB='%[6]s'
+  printf '%%s\n' 'secret' | %[8]s user add --password-stdin alice    # another account
+
+Data lives in %[7]s; the next run reuses it. Delete the folder to start over.
+
+`, host, port, devUser, devPassword, net.JoinHostPort(host, port), dsn, dir, selfCommand())
+}
+
+// selfCommand is how the user runs this binary: "go run ./cmd/twinmail" under go run (whose
+// binary lives in a go-build temporary folder), else "twinmail".
+func selfCommand() string {
+	if exe, err := os.Executable(); err == nil && strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/twinmail"
+	}
+	return "twinmail"
+}

@@ -87,10 +87,23 @@ func copyData(res store.CopyResult) *imap.CopyData {
 	if len(res.SrcUIDs) == 0 {
 		return nil
 	}
-	data := &imap.CopyData{UIDValidity: res.UIDValidity}
-	for i := range res.SrcUIDs {
-		data.SourceUIDs = append(data.SourceUIDs, imap.UIDRange{Start: imap.UID(res.SrcUIDs[i]), Stop: imap.UID(res.SrcUIDs[i])})
-		data.DestUIDs = append(data.DestUIDs, imap.UIDRange{Start: imap.UID(res.DestUIDs[i]), Stop: imap.UID(res.DestUIDs[i])})
+	return &imap.CopyData{
+		UIDValidity: res.UIDValidity,
+		SourceUIDs:  imapUIDSet(res.SrcUIDs),
+		DestUIDs:    imapUIDSet(res.DestUIDs),
 	}
-	return data
+}
+
+// imapUIDSet turns ascending UIDs into a UID set, runs of consecutive UIDs as ranges. The
+// order of the UIDs is kept, as COPYUID needs.
+func imapUIDSet(uids []store.UID) imap.UIDSet {
+	set := imap.UIDSet{}
+	for _, u := range uids {
+		if n := len(set); n > 0 && set[n-1].Stop+1 == imap.UID(u) {
+			set[n-1].Stop = imap.UID(u)
+			continue
+		}
+		set = append(set, imap.UIDRange{Start: imap.UID(u), Stop: imap.UID(u)})
+	}
+	return set
 }

@@ -100,6 +100,14 @@ func (s *server) client(tb testing.TB, h *imapclient.UnilateralDataHandler) *ima
 // raw dials and logs in with a line-level connection, for checking exact responses.
 func (s *server) raw(tb testing.TB) *rawConn {
 	tb.Helper()
+	rc := s.dialRaw(tb)
+	rc.ok("LOGIN " + testUser + " " + testPassword)
+	return rc
+}
+
+// dialRaw dials a line-level connection and reads the greeting.
+func (s *server) dialRaw(tb testing.TB) *rawConn {
+	tb.Helper()
 	c, err := net.Dial("tcp", s.addr)
 	if err != nil {
 		tb.Fatalf("dial: %v", err)
@@ -109,7 +117,6 @@ func (s *server) raw(tb testing.TB) *rawConn {
 	if greeting := rc.readLine(); !strings.HasPrefix(greeting, "* OK") {
 		tb.Fatalf("greeting = %q", greeting)
 	}
-	rc.ok("LOGIN " + testUser + " " + testPassword)
 	return rc
 }
 

@@ -48,15 +48,11 @@ func (s *Session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		data.Min, data.Max = num(refs[0]), num(refs[len(refs)-1])
 	}
 	if kind == imapserver.NumKindUID {
-		set := imap.UIDSet{}
-		for _, r := range refs {
-			if n := len(set); n > 0 && set[n-1].Stop+1 == imap.UID(r.uid) {
-				set[n-1].Stop = imap.UID(r.uid)
-				continue
-			}
-			set = append(set, imap.UIDRange{Start: imap.UID(r.uid), Stop: imap.UID(r.uid)})
+		uids := make([]store.UID, len(refs))
+		for i, r := range refs {
+			uids[i] = r.uid
 		}
-		data.All = set
+		data.All = imapUIDSet(uids)
 	} else {
 		set := imap.SeqSet{}
 		for _, r := range refs {

@@ -298,3 +298,58 @@ func TestCRLF(t *testing.T) {
 		}
 	}
 }
+
+func TestHub(t *testing.T) {
+	h := newHub()
+	var a, b store.MailboxID
+	a[0], b[0] = 1, 2
+	h.bump(a, 5) // nobody watches a: ignored
+	wa := h.acquire(a)
+	if got := wa.modseq.Load(); got != 0 {
+		t.Errorf("modseq of a new watch = %d, want 0", got)
+	}
+	wake := h.waitChan(wa)
+	h.bump(a, 7)
+	select {
+	case <-wake:
+	default:
+		t.Errorf("bump did not wake the watchers")
+	}
+	wake = h.waitChan(wa)
+	h.bump(a, 6) // lower: no change, no wake-up
+	select {
+	case <-wake:
+		t.Errorf("a lower bump woke the watchers")
+	default:
+	}
+	if got := wa.modseq.Load(); got != 7 {
+		t.Errorf("modseq = %d, want 7", got)
+	}
+	gen := wa.gen.Load()
+	h.notify(store.Notification{}) // listener reconnected
+	if wa.gen.Load() == gen {
+		t.Errorf("a zero notification did not force a re-check")
+	}
+	select {
+	case <-wake:
+	default:
+		t.Errorf("a zero notification did not wake the watchers")
+	}
+	h.notify(store.Notification{Mailbox: a, ModSeq: 9})
+	if got := wa.modseq.Load(); got != 9 {
+		t.Errorf("modseq after notify = %d, want 9", got)
+	}
+	wa2 := h.acquire(a)
+	if wa2 != wa {
+		t.Errorf("second acquire gave another watch")
+	}
+	h.release(wa)
+	h.release(wa2)
+	h.bump(a, 20)
+	if got := wa.modseq.Load(); got != 9 {
+		t.Errorf("released watch still bumped to %d", got)
+	}
+	if wb := h.acquire(b); wb.modseq.Load() != 0 {
+		t.Errorf("watch of b shares state")
+	}
+}

@@ -783,7 +783,10 @@ func TestCopyMove(t *testing.T) {
 		if err != nil {
 			t.Fatalf("UID MOVE to Trash = %v", err)
 		}
-		dstUIDs, _ := data.DestUIDs.Nums()
+		var dstUIDs []imap.UID
+		if set, ok := data.DestUIDs.(imap.UIDSet); ok {
+			dstUIDs, _ = set.Nums()
+		}
 		if data.UIDValidity != trash.UIDValidity || len(dstUIDs) != 1 {
 			t.Fatalf("MOVE COPYUID = %d %v, want UIDVALIDITY %d and one UID", data.UIDValidity, dstUIDs, trash.UIDValidity)
 		}
@@ -987,7 +990,7 @@ func TestExamineReadOnly(t *testing.T) {
 	if _, err := c.Copy(imap.UIDSetNum(a.UID), "Archive").Wait(); err != nil {
 		t.Errorf("COPY out of an EXAMINEd mailbox = %v, want OK", err)
 	}
-	if err := c.Close().Wait(); err != nil {
+	if err := c.UnselectAndExpunge().Wait(); err != nil {
 		t.Fatalf("CLOSE after EXAMINE = %v", err)
 	}
 
@@ -1023,7 +1026,7 @@ func TestUnselectClose(t *testing.T) {
 	if sel := selectMbox(t, c, "INBOX", false); sel.NumMessages != 2 {
 		t.Errorf("EXISTS after UNSELECT = %d, want 2 (UNSELECT expunges nothing)", sel.NumMessages)
 	}
-	if err := c.Close().Wait(); err != nil {
+	if err := c.UnselectAndExpunge().Wait(); err != nil {
 		t.Fatalf("CLOSE = %v", err)
 	}
 	if c.State() != imap.ConnStateAuthenticated {

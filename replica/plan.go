@@ -49,8 +49,8 @@ type Plan struct {
 
 // Empty reports whether the plan writes nothing but counters.
 func (p *Plan) Empty() bool {
-	return len(p.A.Expunge)+len(p.A.Insert)+len(p.A.Flags)+len(p.A.Agreed)+
-		len(p.B.Expunge)+len(p.B.Insert)+len(p.B.Flags)+len(p.B.Agreed) == 0
+	return len(p.A.Expunge)+len(p.A.Insert)+len(p.A.Flags)+len(p.A.Agreed)+len(p.A.Tombstones)+
+		len(p.B.Expunge)+len(p.B.Insert)+len(p.B.Flags)+len(p.B.Agreed)+len(p.B.Tombstones) == 0
 }
 
 type planner struct {
@@ -60,6 +60,9 @@ type planner struct {
 	taken   map[store.SyncPlace]bool      // places the plan fills
 	reinj   []reinjection
 	touched map[store.MailboxID]bool
+	partial map[store.MailboxID]bool
+	// expunges the plan makes, by message, per side
+	expA, expB map[store.MessageID][]store.SyncPlace
 }
 
 type reinjection struct {
@@ -73,14 +76,19 @@ type reinjection struct {
 }
 
 // PlanMessages decides the writes for the given touched messages. dirty lists the mailboxes
-// whose changes were read; they get targets even if nothing is written to them.
-func PlanMessages(a, b *Side, touched []store.MessageID, dirty []store.MailboxID) *Plan {
+// whose changes were read; they get targets even if nothing is written to them. partial
+// marks mailboxes whose changes were read only in part on either side: their UIDNEXTs are
+// not equalised yet, so that unread messages can still be copied at their own UIDs.
+func PlanMessages(a, b *Side, touched []store.MessageID, dirty []store.MailboxID, partial map[store.MailboxID]bool) *Plan {
 	p := &planner{
+		partial: partial,
 		a: a, b: b,
 		plan:    &Plan{NeedA: map[store.MessageID]bool{}, NeedB: map[store.MessageID]bool{}},
 		next:    map[store.MailboxID]store.UID{},
 		taken:   map[store.SyncPlace]bool{},
 		touched: map[store.MailboxID]bool{},
+		expA:    map[store.MessageID][]store.SyncPlace{},
+		expB:    map[store.MessageID][]store.SyncPlace{},
 	}
 	for _, id := range dirty {
 		p.touch(id)
@@ -92,6 +100,9 @@ func PlanMessages(a, b *Side, touched []store.MessageID, dirty []store.MailboxID
 		p.decide(id)
 	}
 	p.reinject()
+	for _, id := range ids {
+		p.shareTombstones(id)
+	}
 	p.targets()
 	return p.plan
 }
@@ -143,7 +154,7 @@ func (p *planner) oneSide(m store.SyncMessage, x, y *Side, bx, by *store.SyncBat
 	place := store.SyncPlace{Mailbox: m.Mailbox, UID: m.UID}
 	if len(y.Tombs[m.ID]) > 0 {
 		// y had it and expunged it: expunge wins.
-		bx.Expunge = append(bx.Expunge, place)
+		p.expunge(bx, m.ID, place)
 		p.plan.Expunged++
 		return
 	}
@@ -205,8 +216,44 @@ func (p *planner) place(b *store.SyncBatch, m store.SyncMessage, want store.Sync
 		p.setFlags(b, m, flags, changed)
 		return
 	}
-	b.Expunge = append(b.Expunge, store.SyncPlace{Mailbox: m.Mailbox, UID: m.UID})
+	p.expunge(b, m.ID, store.SyncPlace{Mailbox: m.Mailbox, UID: m.UID})
 	b.Insert = append(b.Insert, store.SyncInsert{SyncPlace: want, Message: m.ID, Flags: flags, ChangedAt: changed})
+}
+
+// expunge adds an expunge of place (holding message id) to side batch b.
+func (p *planner) expunge(b *store.SyncBatch, id store.MessageID, place store.SyncPlace) {
+	b.Expunge = append(b.Expunge, place)
+	if b == &p.plan.A {
+		p.expA[id] = append(p.expA[id], place)
+	} else {
+		p.expB[id] = append(p.expB[id], place)
+	}
+}
+
+// shareTombstones gives each side the tombstones of message id that only the other side
+// has (or gets in this round), in mailboxes both sides have.
+func (p *planner) shareTombstones(id store.MessageID) {
+	places := func(tombs []store.SyncTombstone, planned []store.SyncPlace) map[store.SyncPlace]bool {
+		m := map[store.SyncPlace]bool{}
+		for _, t := range tombs {
+			m[store.SyncPlace{Mailbox: t.Mailbox, UID: t.UID}] = true
+		}
+		for _, pl := range planned {
+			m[pl] = true
+		}
+		return m
+	}
+	onA, onB := places(p.a.Tombs[id], p.expA[id]), places(p.b.Tombs[id], p.expB[id])
+	give := func(from, to map[store.SyncPlace]bool, b *store.SyncBatch) {
+		for pl := range from {
+			if !to[pl] && p.exists(pl.Mailbox) {
+				p.touch(pl.Mailbox)
+				b.Tombstones = append(b.Tombstones, store.SyncTombstone{Mailbox: pl.Mailbox, UID: pl.UID, Message: id})
+			}
+		}
+	}
+	give(onA, onB, &p.plan.B)
+	give(onB, onA, &p.plan.A)
 }
 
 func (p *planner) setFlags(b *store.SyncBatch, m store.SyncMessage, flags []string, changed time.Time) {
@@ -237,7 +284,7 @@ func (p *planner) reinject() {
 		}{{r.onA, &p.plan.A, p.plan.NeedA}, {r.onB, &p.plan.B, p.plan.NeedB}} {
 			if s.m != nil {
 				old := store.SyncPlace{Mailbox: s.m.Mailbox, UID: s.m.UID}
-				s.b.Expunge = append(s.b.Expunge, old)
+				p.expunge(s.b, r.id, old)
 				if s.m.Mailbox == r.mailbox {
 					clashes[old] = true
 				}
@@ -272,12 +319,29 @@ func (p *planner) targets() {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(x, y store.MailboxID) int { return bytes.Compare(x[:], y[:]) })
+	placed := func(b *store.SyncBatch) map[store.MailboxID]store.UID {
+		m := map[store.MailboxID]store.UID{}
+		for _, in := range b.Insert {
+			m[in.Mailbox] = max(m[in.Mailbox], in.UID+1)
+		}
+		for _, t := range b.Tombstones {
+			m[t.Mailbox] = max(m[t.Mailbox], t.UID+1)
+		}
+		return m
+	}
+	placedA, placedB := placed(&p.plan.A), placed(&p.plan.B)
 	for _, id := range ids {
 		ma, mb := p.a.Mailboxes[id], p.b.Mailboxes[id]
 		t := max(ma.HighestModSeq, mb.HighestModSeq) + 1
-		next := p.next[id]
-		p.plan.A.Targets = append(p.plan.A.Targets, store.SyncTarget{ID: id, Expect: ma.HighestModSeq, ModSeq: t, UIDNext: next})
-		p.plan.B.Targets = append(p.plan.B.Targets, store.SyncTarget{ID: id, Expect: mb.HighestModSeq, ModSeq: t, UIDNext: next})
+		nextA, nextB := max(ma.UIDNext, placedA[id]), max(mb.UIDNext, placedB[id])
+		if !p.partial[id] {
+			// Everything either side holds was considered: UIDNEXT ends equal, above every
+			// UID either side ever allocated.
+			nextA = max(nextA, nextB, p.next[id])
+			nextB = nextA
+		}
+		p.plan.A.Targets = append(p.plan.A.Targets, store.SyncTarget{ID: id, Expect: ma.HighestModSeq, ModSeq: t, UIDNext: nextA})
+		p.plan.B.Targets = append(p.plan.B.Targets, store.SyncTarget{ID: id, Expect: mb.HighestModSeq, ModSeq: t, UIDNext: nextB})
 	}
 }
 

@@ -46,6 +46,9 @@ type Worker struct {
 
 	mu    sync.Mutex
 	stats Stats
+
+	// crashAfterA, when set by tests, fails a round after A was written and before B.
+	crashAfterA func() error
 }
 
 // New returns a worker for the pair. It reads both replica ids, so both sides must be up.

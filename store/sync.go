@@ -521,6 +521,9 @@ type SyncBatch struct {
 	Insert  []SyncInsert
 	Flags   []SyncFlags
 	Agreed  []SyncPlace // flags unchanged, now agreed
+	// Tombstones records UIDs the peer expunged that this side never held, so that both
+	// sides keep the same expunge history.
+	Tombstones []SyncTombstone
 }
 
 // ApplySync applies a batch in one transaction. It fails with ErrSyncConflict, changing
@@ -579,6 +582,11 @@ func (s *Store) ApplySync(ctx context.Context, acct AccountID, b *SyncBatch) err
 		for _, a := range b.Agreed {
 			batch.Queue(`UPDATE mailbox_messages SET sync_flags = flags WHERE account_id = $1 AND mailbox_id = $2 AND uid = $3`,
 				acct, a.Mailbox, int64(a.UID))
+		}
+		for _, t := range b.Tombstones {
+			batch.Queue(`INSERT INTO expunged (account_id, mailbox_id, uid, message_id, modseq)
+				SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 AND uid = $3)
+				ON CONFLICT (account_id, mailbox_id, uid) DO NOTHING`, acct, t.Mailbox, int64(t.UID), t.Message, int64(modseqOf[t.Mailbox]))
 		}
 		if batch.Len() > 0 {
 			if err := tx.SendBatch(ctx, batch).Close(); err != nil {

@@ -96,6 +96,14 @@ func (c *devCmd) run(ctx context.Context) (err error) {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 
+	// Bind the IMAP port first: if it is taken, say so before spending seconds on PostgreSQL.
+	cfg := imapConfig{addr: c.imap, insecureAuth: true}
+	lns, err := cfg.listen(ctx)
+	if err != nil {
+		return err
+	}
+	defer lns.close()
+
 	log := c.logger
 	cl, err := pgcluster.Start(ctx, pgcluster.Options{
 		Dir:    filepath.Join(dir, "pg"),
@@ -133,10 +141,8 @@ func (c *devCmd) run(ctx context.Context) (err error) {
 		return fmt.Errorf("create account %s: %w", devUser, err)
 	}
 
-	cfg := imapConfig{addr: c.imap, insecureAuth: true}
-	return serveIMAP(ctx, log, st, cfg, func(imapAddr, _ net.Addr) {
-		c.printWelcome(dir, imapAddr, dsn)
-	})
+	c.printWelcome(dir, lns.imap.Addr(), dsn)
+	return serveIMAP(ctx, log, st, cfg, lns)
 }
 
 // printWelcome tells the user, on stdout, how to reach what dev started.

@@ -100,7 +100,11 @@ func (c *serveCmd) run(ctx context.Context) error {
 		}
 		return schemaError(err)
 	}
-	return serveIMAP(ctx, c.logger, st, c.imap, nil)
+	lns, err := c.imap.listen(ctx)
+	if err != nil {
+		return err
+	}
+	return serveIMAP(ctx, c.logger, st, c.imap, lns)
 }
 
 // schemaError adds to a "schema too new" error what to do about it. (The store's "not
@@ -121,30 +125,47 @@ type imapConfig struct {
 	appendLimit  uint64      // largest APPEND in bytes, at most MaxUint32; 0: the backend's default
 }
 
-// serveIMAP serves IMAP from st until ctx ends or a listener fails. It binds every listener
-// first, then calls ready (if not nil) with their addresses (IMAP first, then IMAPS). On return
-// the listeners, connections and the backend's change listener are closed. It returns nil
-// when ctx ended.
-func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapConfig, ready func(imap, imaps net.Addr)) error {
+// imapListeners are the bound sockets that serveIMAP serves; nil for none.
+type imapListeners struct {
+	imap, imaps net.Listener
+}
+
+// listen binds the addresses of cfg.
+func (cfg imapConfig) listen(ctx context.Context) (*imapListeners, error) {
 	var lc net.ListenConfig
-	var imapLn, imapsLn net.Listener
+	lns := &imapListeners{}
 	if cfg.addr != "" {
 		ln, err := lc.Listen(ctx, "tcp", cfg.addr)
 		if err != nil {
-			return fmt.Errorf("listen for IMAP: %w", err)
+			return nil, fmt.Errorf("listen for IMAP: %w", err)
 		}
-		imapLn = ln
-		defer imapLn.Close()
+		lns.imap = ln
 	}
 	if cfg.imapsAddr != "" {
 		ln, err := lc.Listen(ctx, "tcp", cfg.imapsAddr)
 		if err != nil {
-			return fmt.Errorf("listen for IMAPS: %w", err)
+			lns.close()
+			return nil, fmt.Errorf("listen for IMAPS: %w", err)
 		}
-		imapsLn = ln
-		defer imapsLn.Close()
+		lns.imaps = ln
 	}
+	return lns, nil
+}
 
+func (lns *imapListeners) close() {
+	for _, ln := range []net.Listener{lns.imap, lns.imaps} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// serveIMAP serves IMAP from st on lns until ctx ends or a listener fails. On return the
+// listeners, the connections and the backend's change listener are closed. It returns nil
+// when ctx ended.
+func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapConfig, lns *imapListeners) error {
+	defer lns.close()
+	imapLn, imapsLn := lns.imap, lns.imaps
 	be := imapbackend.New(imapbackend.Options{
 		Store:        st,
 		Logger:       log,
@@ -159,49 +180,23 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 	// Every goroutine sends exactly one value on errc.
 	errc := make(chan error, 3)
 	running := 0
-	start := func(what string, fn func() error) {
+	start := func(fn func() error) {
 		running++
-		go func() {
-			if err := fn(); err != nil {
-				errc <- fmt.Errorf("%s: %w", what, err)
-				return
-			}
-			errc <- nil
-		}()
+		go func() { errc <- fn() }()
 	}
-	start("watch for changes", func() error {
-		err := be.Run(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
-			err = errors.New("stopped early")
-		}
-		return err
-	})
+	start(func() error { return be.Run(ctx) }) // returns nil only once ctx has ended
 	if imapLn != nil {
 		log.Info("serving IMAP", "addr", imapLn.Addr().String(), "starttls", cfg.tls != nil, "insecure_auth", cfg.insecureAuth)
 		if cfg.insecureAuth && cfg.tls == nil && !isLoopback(imapLn.Addr()) {
 			log.Warn("plaintext authentication allowed on a non-loopback address: passwords cross the network in clear", "addr", imapLn.Addr().String())
 		}
-		start("serve IMAP", func() error { return srv.Serve(imapLn) })
+		start(func() error { return wrap("serve IMAP", srv.Serve(imapLn)) })
 	}
 	if imapsLn != nil {
 		log.Info("serving IMAPS", "addr", imapsLn.Addr().String())
 		tlsLn := tls.NewListener(imapsLn, cfg.tls)
-		start("serve IMAPS", func() error { return srv.Serve(tlsLn) })
+		start(func() error { return wrap("serve IMAPS", srv.Serve(tlsLn)) })
 	}
-	if ready != nil {
-		var a, b net.Addr
-		if imapLn != nil {
-			a = imapLn.Addr()
-		}
-		if imapsLn != nil {
-			b = imapsLn.Addr()
-		}
-		ready(a, b)
-	}
-
 	// Run until ctx ends or the first goroutine ends (Serve and Run return early only on
 	// failure); then close everything and wait for the rest.
 	var err error
@@ -213,7 +208,8 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 		if ctx.Err() == nil {
 			err = e
 			if err == nil {
-				err = errors.New("IMAP server stopped unexpectedly")
+				err = errors.New("IMAP server stopped unexpectedly") // Serve returned nil
+
 			}
 		}
 	}
@@ -228,6 +224,14 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 		log.Info("stopped")
 	}
 	return err
+}
+
+// wrap prefixes a non-nil err with what was being done.
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // isLoopback reports whether a listener's address is on a loopback interface only.

@@ -369,11 +369,15 @@ func (c *Cluster) locateData(created []string) error {
 	fi, err := os.Lstat(link)
 	switch {
 	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-		real, err := filepath.EvalSymlinks(link)
+		// A link to a stand-in folder. Its target may not exist yet if initdb never ran.
+		target, err := os.Readlink(link)
 		if err != nil {
-			return fmt.Errorf("follow data directory link: %w", err)
+			return fmt.Errorf("read data directory link: %w", err)
 		}
-		c.home = filepath.Dir(real)
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(c.dir, target)
+		}
+		c.home = filepath.Dir(target)
 	case err == nil:
 		c.home = c.dir
 	case errors.Is(err, fs.ErrNotExist):
@@ -389,6 +393,15 @@ func (c *Cluster) locateData(created []string) error {
 			}
 			c.log.Warn("the server user cannot reach the data folder; the data directory lives in a stand-in folder",
 				logKeyDir, c.dir, "stand_in", home, "blocked_at", ue.path)
+			// Data in the stand-in without a link to it belongs to a data folder that was
+			// deleted: a new folder starts empty, as it would anywhere else.
+			old := filepath.Join(home, dataName)
+			if _, err := os.Stat(old); err == nil {
+				c.log.Warn("removing the data of a deleted data folder", logKeyDir, old)
+				if err := os.RemoveAll(old); err != nil {
+					return fmt.Errorf("remove stale stand-in data: %w", err)
+				}
+			}
 			c.home = home
 		} else if err != nil {
 			return err
@@ -409,21 +422,20 @@ func (c *Cluster) locateData(created []string) error {
 // scratch folder and renames it into place, so an interrupted initdb leaves no
 // half-made cluster behind.
 func (c *Cluster) initdb(ctx context.Context) error {
-	if _, err := os.Stat(filepath.Join(c.pgdata, "PG_VERSION")); err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		if err := c.runInitdb(ctx); err != nil {
-			return err
-		}
-	}
 	if c.home != c.dir {
+		// Link first: a stand-in's data directory is only ever found through its link.
 		link := filepath.Join(c.dir, dataName)
 		if _, err := os.Lstat(link); errors.Is(err, fs.ErrNotExist) {
 			if err := os.Symlink(c.pgdata, link); err != nil {
 				return err
 			}
 		}
+	}
+	if _, err := os.Stat(filepath.Join(c.pgdata, "PG_VERSION")); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return c.runInitdb(ctx)
 	}
 	return nil
 }

@@ -286,4 +286,16 @@ func TestUnreachableDirAsRoot(t *testing.T) {
 	if got := psql(t, c, "SELECT sum(v) FROM kept"); got != "1" {
 		t.Errorf("kept after second start = %q, want 1", got)
 	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A deleted data folder starts empty next time, though its stand-in is still there.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	c = mustStart(t, opts)
+	if got := psql(t, c, "SELECT to_regclass('kept') IS NULL"); got != "t" {
+		t.Errorf("table kept exists in a new cluster made after deleting the data folder")
+	}
 }

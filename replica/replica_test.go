@@ -1,0 +1,280 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/twinmail/twinmail/store"
+	"github.com/twinmail/twinmail/store/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(storetest.Main(m)) }
+
+type pair struct {
+	a, b *store.Store
+	w    *Worker
+	acct store.Account
+}
+
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	ctx := context.Background()
+	p := &pair{a: storetest.New(t), b: storetest.New(t)}
+	if err := p.a.SetReplicaID(ctx, "replica-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.b.SetReplicaID(ctx, "replica-b"); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if p.w, err = New(ctx, Options{A: p.a, B: p.b, BatchSize: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if p.acct, err = p.a.CreateAccount(ctx, "alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	return p
+}
+
+func (p *pair) sync(t *testing.T) {
+	t.Helper()
+	if err := p.w.SyncOnce(context.Background()); err != nil {
+		t.Fatalf("SyncOnce: %v", err)
+	}
+	p.verify(t)
+}
+
+func (p *pair) verify(t *testing.T) {
+	t.Helper()
+	diffs, err := Verify(context.Background(), p.a, p.b, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Errorf("replicas differ: %s", d)
+	}
+}
+
+func deliver(t *testing.T, s *store.Store, acct store.Account, mailbox, msgID string) store.AppendResult {
+	t.Helper()
+	raw := fmt.Sprintf("Message-ID: <%s>\r\nSubject: %s\r\n\r\nbody %s\r\n", msgID, msgID, msgID)
+	r, err := s.Append(context.Background(), acct.ID, mailbox, store.NewMessage{Raw: []byte(raw), SearchHeader: "Message-ID: <" + msgID + ">\n"})
+	if err != nil {
+		t.Fatalf("deliver %s: %v", msgID, err)
+	}
+	return r
+}
+
+// contents lists "uid:message-id-header" of a mailbox, via search headers.
+func contents(t *testing.T, s *store.Store, acct store.Account, mailbox string) map[store.UID]store.MessageState {
+	t.Helper()
+	ctx := context.Background()
+	m, err := s.GetMailbox(ctx, acct.ID, mailbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, _, err := s.MailboxContents(ctx, acct.ID, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[store.UID]store.MessageState{}
+	for _, x := range live {
+		out[x.UID] = x
+	}
+	return out
+}
+
+func TestAccountAndMailboxesReplicate(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	if _, err := p.b.Authenticate(ctx, "alice", "pw"); err != nil {
+		t.Fatalf("account not replicated: %v", err)
+	}
+	boxes, _ := p.b.ListMailboxes(ctx, p.acct.ID)
+	if len(boxes) != len(store.DefaultMailboxes) {
+		t.Errorf("B has %d mailboxes, want %d", len(boxes), len(store.DefaultMailboxes))
+	}
+	if err := p.b.SetPassword(ctx, "alice", "new"); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	if _, err := p.a.Authenticate(ctx, "alice", "new"); err != nil {
+		t.Errorf("password change not replicated: %v", err)
+	}
+}
+
+func TestClash(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	x := deliver(t, p.a, p.acct, "INBOX", "x@a")
+	y := deliver(t, p.b, p.acct, "INBOX", "y@b")
+	if x.UID != 1 || y.UID != 1 {
+		t.Fatalf("setup: UIDs %d and %d, want both 1", x.UID, y.UID)
+	}
+	p.sync(t)
+	for _, s := range []*store.Store{p.a, p.b} {
+		got := contents(t, s, p.acct, "INBOX")
+		if _, ok := got[1]; ok {
+			t.Errorf("UID 1 still present after clash: %+v", got)
+		}
+		var ids []store.MessageID
+		for uid, m := range got {
+			if uid < 2 {
+				t.Errorf("message at UID %d, want >= 2", uid)
+			}
+			ids = append(ids, m.Message)
+		}
+		if len(got) != 2 || !slices.Contains(ids, x.Message) || !slices.Contains(ids, y.Message) {
+			t.Errorf("after clash: %+v, want X %s and Y %s", got, x.Message, y.Message)
+		}
+		mb, _ := s.GetMailbox(ctx, p.acct.ID, "INBOX")
+		if mb.UIDNext != 4 {
+			t.Errorf("UIDNEXT %d, want 4", mb.UIDNext)
+		}
+	}
+	if st := p.w.Stats(); st.Clashes != 1 || st.Reinjected != 2 {
+		t.Errorf("stats = %+v, want 1 clash, 2 reinjected", st)
+	}
+}
+
+func TestCopyAtSameUIDAndFlagsMerge(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	for i := range 3 {
+		deliver(t, p.a, p.acct, "INBOX", fmt.Sprint("m", i))
+	}
+	p.sync(t)
+	got := contents(t, p.b, p.acct, "INBOX")
+	if len(got) != 3 || got[1].UID != 1 || got[3].UID != 3 {
+		t.Fatalf("B INBOX = %+v, want UIDs 1..3", got)
+	}
+	ma, _ := p.a.GetMailbox(ctx, p.acct.ID, "INBOX")
+	mb, _ := p.b.GetMailbox(ctx, p.acct.ID, "INBOX")
+	// Different flags on each side both survive; the same flag set on A and cleared on B:
+	// the later change wins.
+	p.a.StoreFlags(ctx, p.acct.ID, ma.ID, store.UIDSet{{Start: 1, Stop: 1}}, store.FlagsAdd, []string{`\Seen`})
+	p.b.StoreFlags(ctx, p.acct.ID, mb.ID, store.UIDSet{{Start: 1, Stop: 1}}, store.FlagsAdd, []string{`\Flagged`})
+	// A flag removed on one side while the other changes a different flag.
+	p.a.StoreFlags(ctx, p.acct.ID, ma.ID, store.UIDSet{{Start: 2, Stop: 2}}, store.FlagsAdd, []string{"$Work"})
+	p.sync(t)
+	p.a.StoreFlags(ctx, p.acct.ID, ma.ID, store.UIDSet{{Start: 2, Stop: 2}}, store.FlagsRemove, []string{"$Work"})
+	p.b.StoreFlags(ctx, p.acct.ID, mb.ID, store.UIDSet{{Start: 2, Stop: 2}}, store.FlagsAdd, []string{`\Draft`})
+	// Expunge on A beats a flag change on B.
+	p.a.StoreFlags(ctx, p.acct.ID, ma.ID, store.UIDSet{{Start: 3, Stop: 3}}, store.FlagsAdd, []string{`\Deleted`})
+	p.a.Expunge(ctx, p.acct.ID, ma.ID, nil)
+	p.b.StoreFlags(ctx, p.acct.ID, mb.ID, store.UIDSet{{Start: 3, Stop: 3}}, store.FlagsAdd, []string{`\Answered`})
+	p.sync(t)
+	got = contents(t, p.a, p.acct, "INBOX")
+	if f := got[1].Flags; !slices.Equal(f, []string{`\Flagged`, `\Seen`}) {
+		t.Errorf("UID 1 flags %v, want both \\Flagged and \\Seen", f)
+	}
+	if f := got[2].Flags; !slices.Equal(f, []string{`\Draft`}) {
+		t.Errorf("UID 2 flags %v, want only \\Draft (A's removal and B's addition both kept)", f)
+	}
+	if _, ok := got[3]; ok {
+		t.Errorf("UID 3 survived: expunge must beat a flag change")
+	}
+}
+
+func TestMailboxOperations(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	// Same-name creates merge without losing mail.
+	if _, err := p.a.CreateMailbox(ctx, p.acct.ID, "Lists", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.b.CreateMailbox(ctx, p.acct.ID, "Lists", ""); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, p.a, p.acct, "Lists", "la")
+	deliver(t, p.b, p.acct, "Lists", "lb")
+	// Rename on A; create on B.
+	if err := p.a.RenameMailbox(ctx, p.acct.ID, "Archive", "Archive-2026"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.b.CreateMailbox(ctx, p.acct.ID, "Projects", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	for _, s := range []*store.Store{p.a, p.b} {
+		if got := contents(t, s, p.acct, "Lists"); len(got) != 2 {
+			t.Errorf("merged Lists has %d messages, want 2", len(got))
+		}
+		if _, err := s.GetMailbox(ctx, p.acct.ID, "Archive-2026"); err != nil {
+			t.Errorf("rename not replicated: %v", err)
+		}
+		if _, err := s.GetMailbox(ctx, p.acct.ID, "Projects"); err != nil {
+			t.Errorf("create not replicated: %v", err)
+		}
+	}
+	// Delete on A while mail arrives on B: the mailbox survives with the new mail only.
+	deliver(t, p.a, p.acct, "Projects", "old")
+	p.sync(t)
+	if err := p.a.DeleteMailbox(ctx, p.acct.ID, "Projects"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := deliver(t, p.b, p.acct, "Projects", "fresh")
+	p.sync(t)
+	for _, s := range []*store.Store{p.a, p.b} {
+		got := contents(t, s, p.acct, "Projects")
+		if len(got) != 1 || got[fresh.UID].Message != fresh.Message {
+			t.Errorf("Projects after delete vs delivery = %+v, want only the fresh message", got)
+		}
+	}
+	// A plain delete propagates.
+	if err := p.b.DeleteMailbox(ctx, p.acct.ID, "Lists"); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	if _, err := p.a.GetMailbox(ctx, p.acct.ID, "Lists"); !errors.Is(err, store.ErrNoSuchMailbox) {
+		t.Errorf("delete not replicated: %v", err)
+	}
+}
+
+// TestCrashBetweenSides applies a round to A only, as if the worker died before writing B,
+// and checks the next round converges without loss or duplicates.
+func TestCrashBetweenSides(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	for i := range 5 {
+		deliver(t, p.a, p.acct, "INBOX", fmt.Sprint("a", i))
+		deliver(t, p.b, p.acct, "INBOX", fmt.Sprint("b", i))
+	}
+	for crash := range 3 {
+		p.w.crashAfterA = func() error { return errors.New("simulated crash") }
+		if err := p.w.SyncOnce(ctx); err == nil || !strings.Contains(err.Error(), "simulated crash") {
+			t.Fatalf("round %d: SyncOnce = %v, want the simulated crash", crash, err)
+		}
+		deliver(t, p.b, p.acct, "INBOX", fmt.Sprint("late", crash))
+	}
+	p.w.crashAfterA = nil
+	p.sync(t)
+	got := contents(t, p.a, p.acct, "INBOX")
+	if len(got) != 13 {
+		t.Errorf("INBOX has %d messages after crashes, want 13", len(got))
+	}
+	seen := map[store.MessageID]bool{}
+	for _, m := range got {
+		if seen[m.Message] {
+			t.Errorf("message %s duplicated", m.Message)
+		}
+		seen[m.Message] = true
+	}
+}
+
+func TestCatchUpInBatches(t *testing.T) {
+	p := newPair(t)
+	for i := range 240 {
+		deliver(t, p.a, p.acct, "INBOX", fmt.Sprint("bulk", i))
+	}
+	p.sync(t)
+	if got := contents(t, p.b, p.acct, "INBOX"); len(got) != 240 {
+		t.Errorf("B has %d messages, want 240", len(got))
+	}
+}

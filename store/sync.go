@@ -681,3 +681,32 @@ func nonNil(flags []string) []string {
 	}
 	return flags
 }
+
+// SyncLagInfo is how much of this side waits to be replicated to a peer.
+type SyncLagInfo struct {
+	Mailboxes int64     // mailboxes with changes above their sync point
+	Changes   int64     // messages and tombstones above their sync points
+	Oldest    time.Time // creation of the oldest pending mailbox change, approximately
+}
+
+// SyncLag measures what waits to be replicated to peer.
+func (s *Store) SyncLag(ctx context.Context, peer string) (SyncLagInfo, error) {
+	var l SyncLagInfo
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `WITH pending AS (
+			SELECT m.account_id, m.id, coalesce(sp.modseq, 0) AS since FROM mailboxes m
+			LEFT JOIN sync_points sp ON sp.peer = $1 AND sp.account_id = m.account_id AND sp.mailbox_id = m.id
+			WHERE m.highest_modseq > coalesce(sp.modseq, 0))
+		SELECT (SELECT count(*) FROM pending),
+			(SELECT count(*) FROM pending p JOIN mailbox_messages mm ON mm.account_id = p.account_id AND mm.mailbox_id = p.id AND mm.modseq > p.since)
+			+ (SELECT count(*) FROM pending p JOIN expunged e ON e.account_id = p.account_id AND e.mailbox_id = p.id AND e.modseq > p.since),
+			(SELECT min(mm.changed_at) FROM pending p JOIN mailbox_messages mm ON mm.account_id = p.account_id AND mm.mailbox_id = p.id AND mm.modseq > p.since)`,
+		peer).Scan(&l.Mailboxes, &l.Changes, &oldest)
+	if err != nil {
+		return SyncLagInfo{}, fmt.Errorf("measure replication lag: %w", err)
+	}
+	if oldest != nil {
+		l.Oldest = *oldest
+	}
+	return l, nil
+}

@@ -88,14 +88,6 @@ func checkLoopback(addr string) error {
 }
 
 func (c *devCmd) run(ctx context.Context) (err error) {
-	dir, err := filepath.Abs(c.dir)
-	if err != nil {
-		return fmt.Errorf("resolve --dir: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-
 	// Bind the IMAP port first: if it is taken, say so before spending seconds on PostgreSQL.
 	cfg := imapConfig{addr: c.imap, insecureAuth: true}
 	lns, err := cfg.listen(ctx)
@@ -103,6 +95,14 @@ func (c *devCmd) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer lns.close()
+
+	dir, err := filepath.Abs(c.dir)
+	if err != nil {
+		return fmt.Errorf("resolve --dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
 
 	log := c.logger
 	cl, err := pgcluster.Start(ctx, pgcluster.Options{

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -94,8 +95,11 @@ func run(ctx context.Context, args []string, sio stdio) error {
 		}
 		return prefix(name, cmd.run(ctx))
 	}
-	printMainUsage(sio.err)
-	return usageError{fmt.Errorf("unknown command %q", name)}
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
+	}
+	return usageError{fmt.Errorf("unknown command %q: want one of %s (see twinmail --help)", name, strings.Join(names, ", "))}
 }
 
 func printMainUsage(w io.Writer) {

@@ -66,9 +66,9 @@ func TestUsageErrors(t *testing.T) {
 		wantErr string // the one error line on stderr
 	}{
 		{nil, "twinmail: no command given\n"},
-		{[]string{"frobnicate"}, "twinmail: unknown command \"frobnicate\"\n"},
+		{[]string{"frobnicate"}, "twinmail: unknown command \"frobnicate\": want one of serve, migrate, user, dev, version (see twinmail --help)\n"},
 		{[]string{"user"}, "twinmail: user: missing command: add, list, del or passwd\n"},
-		{[]string{"user", "frob"}, "twinmail: user: unknown command \"frob\"\n"},
+		{[]string{"user", "frob"}, "twinmail: user: unknown command \"frob\": want add, list, del or passwd"},
 		{[]string{"migrate"}, "twinmail: migrate: missing --db"},
 		{[]string{"serve"}, "twinmail: serve: missing --db"},
 		{[]string{"user", "list"}, "twinmail: user list: missing --db"},
@@ -104,10 +104,28 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestUnknownCommandPrintsUsage(t *testing.T) {
-	code, _, stderr := runCLI(t, "", "frobnicate")
-	if code != 2 || !strings.Contains(stderr, "Commands:") {
-		t.Errorf("twinmail frobnicate: status %d, stderr %q; want 2 and the usage on stderr", code, stderr)
+func TestErrorsAreOneLine(t *testing.T) {
+	t.Setenv(envDB, "")
+	for _, args := range [][]string{
+		{"frobnicate"},
+		{"user", "frob"},
+		{"serve", "--no-such-flag"},
+		{"serve"},
+		{"user", "add", "--db", "x", "--password-stdin"},
+	} {
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("twinmail %q: status %d, stdout %q, stderr %q; want status 2 and one line on stderr only", args, code, stdout, stderr)
+		}
+	}
+}
+
+func TestNoCommandPrintsUsage(t *testing.T) {
+	for _, args := range [][]string{nil, {"user"}} {
+		code, _, stderr := runCLI(t, "", args...)
+		if code != 2 || !strings.Contains(stderr, "Commands:") {
+			t.Errorf("twinmail %q: status %d, stderr %q; want 2 and the usage on stderr", args, code, stderr)
+		}
 	}
 }
 

@@ -56,8 +56,7 @@ func (c *userCmd) parseFlags(args []string) error {
 			return c.sub.parseFlags(args[1:])
 		}
 	}
-	c.printUsage(c.sio.err)
-	return usageError{fmt.Errorf("unknown command %q", args[0])}
+	return usageError{fmt.Errorf("unknown command %q: want add, list, del or passwd (see twinmail user --help)", args[0])}
 }
 
 // label names the command in error messages: "user add".

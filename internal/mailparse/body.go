@@ -17,6 +17,7 @@ import (
 type parser struct {
 	scratch []byte // read buffer for counting part bodies
 	raw     []byte // capture buffer for the raw bytes of a text part
+	dec     []byte // decoded text of a part
 	text    limitedBuilder
 	parts   int
 }
@@ -36,8 +37,9 @@ func (p *parser) release() {
 	p.text = limitedBuilder{}
 	if cap(p.raw) > 256<<10 {
 		p.raw = nil
-	} else {
-		p.raw = p.raw[:0]
+	}
+	if cap(p.dec) > 256<<10 {
+		p.dec = nil
 	}
 	parserPool.Put(p)
 }
@@ -254,12 +256,12 @@ func (p *parser) addText(raw []byte, cte, charset string) {
 	if len(raw) == 0 || p.text.full() {
 		return
 	}
-	s := decodeCharset(charset, decodeTransfer(cte, raw))
-	if s == "" {
+	p.dec = appendCharset(p.dec[:0], charset, decodeTransfer(cte, raw))
+	if len(p.dec) == 0 {
 		return
 	}
 	p.sep()
-	p.text.WriteString(s)
+	p.text.WriteBytes(p.dec)
 }
 
 func singleExt(h textproto.Header) *imap.BodyStructureSinglePartExt {

@@ -120,7 +120,12 @@ func parseDate(v string) time.Time {
 		}
 	}
 	v = strings.Join(f, " ")
-	t, err := mail.ParseDate(v)
+	// Fast path for the common RFC 5322 form; net/mail.ParseDate tries
+	// (and allocates an error for) many layouts.
+	t, err := time.Parse("Mon, 2 Jan 2006 15:04:05 -0700", v)
+	if err != nil {
+		t, err = mail.ParseDate(v)
+	}
 	if err != nil {
 		for _, layout := range fallbackDateLayouts {
 			if t, err = time.Parse(layout, v); err == nil {

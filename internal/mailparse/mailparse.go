@@ -102,6 +102,7 @@ func Parse(raw []byte) *Message {
 	if !protect(func() {
 		p := newParser()
 		defer p.release()
+		p.text.Grow(min(len(body), 64<<10))
 		m.BodyStructure = p.entity(h, bytes.NewReader(body), body, "", 0)
 		m.SearchText = p.text.String()
 	}) {
@@ -267,6 +268,22 @@ func (b *limitedBuilder) WriteString(s string) {
 		s = s[:c]
 	}
 	b.Builder.WriteString(s)
+}
+
+// WriteBytes is WriteString for a byte slice.
+func (b *limitedBuilder) WriteBytes(s []byte) {
+	room := b.limit - b.Len()
+	if room <= 0 {
+		return
+	}
+	if len(s) > room {
+		c := room
+		for c > 0 && !runeStart(s[c]) {
+			c--
+		}
+		s = s[:c]
+	}
+	b.Builder.Write(s)
 }
 
 func runeStart(c byte) bool { return c&0xC0 != 0x80 }

@@ -186,14 +186,36 @@ func unhex(c byte) byte {
 // charsets, and bytes invalid in the declared one, fall back to clean's
 // Windows-1252 rule.
 func decodeCharset(cs string, b []byte) string {
+	return string(appendCharset(nil, cs, b))
+}
+
+// appendCharset is decodeCharset appending to dst.
+func appendCharset(dst []byte, cs string, b []byte) []byte {
 	switch strings.ToLower(strings.TrimSpace(cs)) {
 	case "", "us-ascii", "ascii", "utf-8", "utf8":
-		return clean(string(b))
+	default:
+		if r, err := charset.Reader(cs, bytes.NewReader(b)); err == nil {
+			b, _ = io.ReadAll(r)
+		}
 	}
-	r, err := charset.Reader(cs, bytes.NewReader(b))
-	if err != nil {
-		return clean(string(b))
+	return appendClean(dst, b)
+}
+
+// appendClean appends b to dst with clean's rules.
+func appendClean(dst, b []byte) []byte {
+	if utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 {
+		return append(dst, b...)
 	}
-	out, _ := io.ReadAll(r)
-	return clean(string(out))
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = utf8.AppendRune(dst, charmap.Windows1252.DecodeByte(b[i]))
+		case r == 0:
+		default:
+			dst = append(dst, b[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
 }

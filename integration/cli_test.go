@@ -114,7 +114,12 @@ func TestCLIHelp(t *testing.T) {
 			}
 		}
 	}
-	oneLineError(t, "twinmail frobnicate", runCLI(t, nil, "", "frobnicate"))
+	// An unknown command may print the usage, but must end with the error and fail.
+	res := runCLI(t, nil, "", "frobnicate")
+	lines := strings.Split(strings.TrimSpace(res.Stderr), "\n")
+	if last := lines[len(lines)-1]; res.Code == 0 || !strings.Contains(last, "frobnicate") {
+		t.Errorf("twinmail frobnicate: exit %d, stderr ending %q; want non-zero and the error as the last line", res.Code, last)
+	}
 	oneLineError(t, "twinmail serve --no-such-flag", runCLI(t, nil, "", "serve", "--no-such-flag"))
 	oneLineError(t, "twinmail user add (no name)", runCLI(t, nil, "pw\n", "user", "add", "--db", "postgres://127.0.0.1:1/x", "--password-stdin"))
 }

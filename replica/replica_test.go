@@ -21,7 +21,7 @@ type pair struct {
 	acct store.Account
 }
 
-func newPair(t *testing.T) *pair {
+func newPair(t testing.TB) *pair {
 	t.Helper()
 	ctx := context.Background()
 	p := &pair{a: storetest.New(t), b: storetest.New(t)}
@@ -42,7 +42,7 @@ func newPair(t *testing.T) *pair {
 	return p
 }
 
-func (p *pair) sync(t *testing.T) {
+func (p *pair) sync(t testing.TB) {
 	t.Helper()
 	if err := p.w.SyncOnce(context.Background()); err != nil {
 		t.Fatalf("SyncOnce: %v", err)
@@ -50,7 +50,7 @@ func (p *pair) sync(t *testing.T) {
 	p.verify(t)
 }
 
-func (p *pair) verify(t *testing.T) {
+func (p *pair) verify(t testing.TB) {
 	t.Helper()
 	diffs, err := Verify(context.Background(), p.a, p.b, 20)
 	if err != nil {

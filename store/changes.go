@@ -38,19 +38,16 @@ func parseNotification(payload string) (Notification, bool) {
 }
 
 // Listen holds one LISTEN connection and calls fn, from a single goroutine, for every change
-// committed by any process on this database. When the connection fails it reconnects with
-// backoff and calls fn with a zero Notification once listening again, so callers re-check
-// what they may have missed. It returns only when ctx ends.
+// committed by any process on this database. Each time it starts listening (first and after
+// a reconnect, with backoff) it calls fn with a zero Notification, so callers re-check what
+// they may have missed. It returns only when ctx ends.
 func (s *Store) Listen(ctx context.Context, fn func(Notification)) error {
 	backoff := 100 * time.Millisecond
-	first := true
 	for {
+		// Once listening (again), everything committed before may have been missed.
 		err := s.listenOnce(ctx, func() {
 			backoff = 100 * time.Millisecond
-			if !first {
-				fn(Notification{})
-			}
-			first = false
+			fn(Notification{})
 		}, fn)
 		if ctx.Err() != nil {
 			return nil

@@ -563,25 +563,22 @@ func (s *Store) ApplySync(ctx context.Context, acct AccountID, b *SyncBatch) err
 		}
 		// Inserts and flag updates go in one pipelined batch: a catch-up of thousands of
 		// messages must not pay a round trip per row.
-		batch := &pgx.Batch{}
-		for _, in := range b.Insert {
-			if in.Body != nil {
-				batch.Queue(qInsertBody, acct, in.Record.Digest, len(in.Body), in.Body)
-			}
-			if r := in.Record; r != nil {
-				batch.Queue(qInsertMessage+` ON CONFLICT (account_id, id) DO NOTHING`, acct, r.ID, r.Digest, r.Size, r.InternalDate, r.SentDate,
-					r.Envelope, r.BodyStructure, r.SearchHeader, r.SearchText)
-			}
-			batch.Queue(`INSERT INTO mailbox_messages (account_id, mailbox_id, uid, message_id, flags, sync_flags, changed_at, modseq)
-				VALUES ($1, $2, $3, $4, $5, $5, $6, $7)`, acct, in.Mailbox, int64(in.UID), in.Message, nonNil(in.Flags), in.ChangedAt, int64(modseqOf[in.Mailbox]))
+		if err := bulkInsert(ctx, tx, acct, b.Insert, modseqOf); err != nil {
+			return err
 		}
+		batch := &pgx.Batch{}
 		for _, f := range b.Flags {
 			batch.Queue(`UPDATE mailbox_messages SET flags = $4, sync_flags = $4, changed_at = $5, modseq = $6
 				WHERE account_id = $1 AND mailbox_id = $2 AND uid = $3`, acct, f.Mailbox, int64(f.UID), nonNil(f.Flags), f.ChangedAt, int64(modseqOf[f.Mailbox]))
 		}
-		for _, a := range b.Agreed {
-			batch.Queue(`UPDATE mailbox_messages SET sync_flags = flags WHERE account_id = $1 AND mailbox_id = $2 AND uid = $3`,
-				acct, a.Mailbox, int64(a.UID))
+		if len(b.Agreed) > 0 {
+			mbs := make([]MailboxID, len(b.Agreed))
+			uids := make([]int64, len(b.Agreed))
+			for i, a := range b.Agreed {
+				mbs[i], uids[i] = a.Mailbox, int64(a.UID)
+			}
+			batch.Queue(`UPDATE mailbox_messages mm SET sync_flags = flags FROM unnest($2::uuid[], $3::bigint[]) AS a(mb, uid)
+				WHERE mm.account_id = $1 AND mm.mailbox_id = a.mb AND mm.uid = a.uid`, acct, mbs, uids)
 		}
 		for _, t := range b.Tombstones {
 			batch.Queue(`INSERT INTO expunged (account_id, mailbox_id, uid, message_id, modseq)
@@ -709,4 +706,64 @@ func (s *Store) SyncLag(ctx context.Context, peer string) (SyncLagInfo, error) {
 		l.Oldest = *oldest
 	}
 	return l, nil
+}
+
+// bulkInsert stores the bodies, message rows and placements of inserts with one statement
+// each: a catch-up of thousands of messages must not cost a statement per row.
+func bulkInsert(ctx context.Context, tx pgx.Tx, acct AccountID, ins []SyncInsert, modseqOf map[MailboxID]ModSeq) error {
+	if len(ins) == 0 {
+		return nil
+	}
+	var bDigest, bData [][]byte
+	var bSize []int64
+	var mID []MessageID
+	var mDigest [][]byte
+	var mSize []int64
+	var mDate []time.Time
+	var mSent []*time.Time
+	var mEnv, mBS []json.RawMessage
+	var mHdr, mText []string
+	pMbox := make([]MailboxID, len(ins))
+	pUID := make([]int64, len(ins))
+	pMsg := make([]MessageID, len(ins))
+	pFlags := make([]string, len(ins))
+	pChanged := make([]time.Time, len(ins))
+	pModSeq := make([]int64, len(ins))
+	for i, in := range ins {
+		if in.Body != nil {
+			bDigest, bData, bSize = append(bDigest, in.Record.Digest), append(bData, in.Body), append(bSize, int64(len(in.Body)))
+		}
+		if r := in.Record; r != nil {
+			mID, mDigest, mSize, mDate, mSent = append(mID, r.ID), append(mDigest, r.Digest), append(mSize, r.Size), append(mDate, r.InternalDate), append(mSent, r.SentDate)
+			mEnv, mBS, mHdr, mText = append(mEnv, r.Envelope), append(mBS, r.BodyStructure), append(mHdr, r.SearchHeader), append(mText, r.SearchText)
+		}
+		fj, err := json.Marshal(nonNil(in.Flags))
+		if err != nil {
+			return fmt.Errorf("encode flags: %w", err)
+		}
+		pMbox[i], pUID[i], pMsg[i], pFlags[i], pChanged[i], pModSeq[i] = in.Mailbox, int64(in.UID), in.Message, string(fj), in.ChangedAt, int64(modseqOf[in.Mailbox])
+	}
+	if len(bDigest) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO bodies (account_id, digest, size, data)
+			SELECT $1, d, s, x FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) AS b(d, s, x)
+			ON CONFLICT (account_id, digest) DO NOTHING`, acct, bDigest, bSize, bData); err != nil {
+			return fmt.Errorf("store bodies: %w", err)
+		}
+	}
+	if len(mID) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO messages (account_id, id, digest, size, internal_date, sent_date, envelope, bodystructure, search_header, search_text)
+			SELECT $1, i, d, s, t, st, e, bs, h, x FROM unnest($2::uuid[], $3::bytea[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $7::jsonb[], $8::jsonb[], $9::text[], $10::text[])
+				AS m(i, d, s, t, st, e, bs, h, x)
+			ON CONFLICT (account_id, id) DO NOTHING`, acct, mID, mDigest, mSize, mDate, mSent, mEnv, mBS, mHdr, mText); err != nil {
+			return fmt.Errorf("store messages: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO mailbox_messages (account_id, mailbox_id, uid, message_id, flags, sync_flags, changed_at, modseq)
+		SELECT $1, mb, uid, msg, f, f, c, ms FROM (
+			SELECT mb, uid, msg, ARRAY(SELECT jsonb_array_elements_text(fj::jsonb)) AS f, c, ms
+			FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::timestamptz[], $7::bigint[]) AS p(mb, uid, msg, fj, c, ms)) q`,
+		acct, pMbox, pUID, pMsg, pFlags, pChanged, pModSeq); err != nil {
+		return fmt.Errorf("place messages: %w", err)
+	}
+	return nil
 }

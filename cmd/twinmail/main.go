@@ -58,6 +58,9 @@ var commands = []commandInfo{
 	{"serve", "serve IMAP from a migrated database", func(s stdio) command { return newServeCmd(s) }},
 	{"migrate", "apply pending schema migrations", func(s stdio) command { return newMigrateCmd(s) }},
 	{"user", "add, list, delete accounts and set passwords", func(s stdio) command { return newUserCmd(s) }},
+	{"replicate", "run the replication worker of a pair of replicas", func(s stdio) command { return newReplicateCmd(s) }},
+	{"verify", "compare two replicas; exit 0 when identical", func(s stdio) command { return newVerifyCmd(s) }},
+	{"status", "show how far a pair of replicas is from agreement", func(s stdio) command { return newStatusCmd(s) }},
 	{"dev", "run a private PostgreSQL cluster and serve IMAP on loopback, for trying twinmail out", func(s stdio) command { return newDevCmd(s) }},
 	{"version", "print the version", func(s stdio) command { return newVersionCmd(s) }},
 }
@@ -137,13 +140,33 @@ func prefix(name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
+// oneLine joins the lines of a multi-line message (pgx lists every connection attempt on a
+// line of its own) into one: "; " between lines, or a space after a line ending in ":".
+func oneLine(msg string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
 // exitCode prints err as one line on w and returns the process exit status: 0 on success,
 // 2 for a usage error, 1 for anything else.
 func exitCode(err error, w io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(w, "twinmail: %v\n", err)
+	fmt.Fprintf(w, "twinmail: %s\n", oneLine(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) {
 		return 2

@@ -276,6 +276,7 @@ func TestExitCode(t *testing.T) {
 		{errors.New("boom"), 1, "twinmail: boom\n"},
 		{prefix("user add", errors.New("boom")), 1, "twinmail: user add: boom\n"},
 		{prefix("serve", usageError{errors.New("bad")}), 2, "twinmail: serve: bad\n"},
+		{errors.New("connect: failed:\n\t127.0.0.1:1: refused\n\t127.0.0.1:1: refused\n"), 1, "twinmail: connect: failed: 127.0.0.1:1: refused; 127.0.0.1:1: refused\n"},
 	}
 	for _, tt := range tests {
 		var b bytes.Buffer

@@ -2,12 +2,11 @@ package mailparse
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 )
 
 func FuzzParse(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*"))
+	files := testdataFiles(f)
 	for _, name := range files {
 		if b, err := os.ReadFile(name); err == nil {
 			f.Add(b)

@@ -3,6 +3,8 @@ package mailparse
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -292,4 +294,19 @@ func checkSections(t testing.TB, raw []byte, bs imap.BodyStructure) (unserved []
 		}
 	})
 	return unserved
+}
+
+// testdataFiles lists the message files in testdata (not dotfiles).
+func testdataFiles(t testing.TB) []string {
+	entries, err := os.ReadDir("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, e := range entries {
+		if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			files = append(files, filepath.Join("testdata", e.Name()))
+		}
+	}
+	return files
 }

@@ -202,7 +202,8 @@ func freePort(tb testing.TB) int {
 
 // proc is a long-running twinmail process (serve or dev).
 type proc struct {
-	name   string
+	stopped bool // stop was called
+	name    string
 	cmd    *exec.Cmd
 	output *syncBuffer // stdout and stderr together
 	done   chan struct{}
@@ -237,6 +238,10 @@ func (p *proc) exited() bool {
 // logged no panic or data race.
 func (p *proc) stop(tb testing.TB, sig os.Signal) {
 	tb.Helper()
+	if p.stopped {
+		return
+	}
+	p.stopped = true
 	if p.exited() {
 		tb.Errorf("%s exited before the test stopped it (%v); output:\n%s", p.name, p.cmd.ProcessState, p.output)
 		return

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,6 +233,16 @@ func TestMailboxes(t *testing.T) {
 		}
 		if _, ok := listAll(t, c, "*", &imap.ListOptions{SelectSubscribed: true})["Projects/Alpha"]; ok {
 			t.Errorf("LIST (SUBSCRIBED) still lists Projects/Alpha after UNSUBSCRIBE")
+		}
+		rc := dialRaw(t, s.Addr)
+		rc.mustOK("s1", fmt.Sprintf("LOGIN alice %q", pw("alice")))
+		rc.mustOK("s2", "SUBSCRIBE Projects/Beta")
+		if lsub := strings.Join(rc.mustOK("s3", `LSUB "" "Projects/*"`), "\n"); !strings.Contains(lsub, "Projects/Beta") || strings.Contains(lsub, "Projects/Alpha") {
+			t.Errorf("LSUB \"\" Projects/* = %q, want Projects/Beta only", lsub)
+		}
+		rc.mustOK("s4", "UNSUBSCRIBE Projects/Beta")
+		if lsub := rc.mustOK("s5", `LSUB "" "Projects/*"`); len(lsub) != 0 {
+			t.Errorf("LSUB after UNSUBSCRIBE = %q, want nothing", lsub)
 		}
 	})
 
@@ -1218,5 +1230,130 @@ func TestIsolation(t *testing.T) {
 	bst, err := bob.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
 	if err != nil || deref(bst.NumMessages) != uint32(1) {
 		t.Errorf("bob STATUS INBOX = %v, %v, want 1 message", deref(bst.NumMessages), err)
+	}
+}
+
+// untaggedMatching returns the untagged lines matching re.
+func untaggedMatching(lines []string, re *regexp.Regexp) []string {
+	var out []string
+	for _, l := range lines {
+		if re.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+var (
+	expungeLine = regexp.MustCompile(`^\* \d+ EXPUNGE`)
+	existsLine  = regexp.MustCompile(`^\* \d+ EXISTS`)
+	fetchLine   = regexp.MustCompile(`^\* (\d+) FETCH \((.*)\)$`)
+	uidItem     = regexp.MustCompile(`UID (\d+)`)
+)
+
+// TestSessionViews: sequence numbers are each session's own view. Another session's
+// expunge reaches a session only where RFC 3501 allows EXPUNGE (not during FETCH), a message
+// the session was not told about never comes out as "* 0 FETCH", and a session's own STORE is
+// not echoed a second time.
+func TestSessionViews(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, "alice")
+	b := dial(t, s.Addr, "alice", pw("alice"))
+	var uids []imap.UID
+	for i := range 3 {
+		uids = append(uids, appendMsg(t, b, "INBOX", simpleMsg(fmt.Sprintf("v%d", i), "a@example.org", "x", time.Now()), nil).UID)
+	}
+	a := dialRaw(t, s.Addr)
+	a.mustOK("a1", fmt.Sprintf("LOGIN alice %q", pw("alice")))
+	if ex := untaggedMatching(a.mustOK("a2", "SELECT INBOX"), existsLine); len(ex) != 1 || ex[0] != "* 3 EXISTS" {
+		t.Fatalf("SELECT INBOX -> %q, want * 3 EXISTS", ex)
+	}
+
+	selectMbox(t, b, "INBOX", false)
+	if _, err := b.Store(imap.UIDSetNum(uids[1]), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect(); err != nil {
+		t.Fatalf("STORE = %v", err)
+	}
+	if _, err := b.Expunge().Collect(); err != nil {
+		t.Fatalf("EXPUNGE = %v", err)
+	}
+	// Give the change time to reach a's session (NOTIFY); a must still hold it back during FETCH.
+	time.Sleep(300 * time.Millisecond)
+	lines := a.mustOK("f1", "FETCH 1:* (UID)")
+	if ex := untaggedMatching(lines, expungeLine); len(ex) != 0 {
+		t.Errorf("FETCH 1:* -> %q: EXPUNGE sent during FETCH (RFC 3501 7.4.1 forbids it)", ex)
+	}
+	for _, l := range untaggedMatching(lines, fetchLine) {
+		if strings.HasPrefix(l, "* 0 ") {
+			t.Errorf("FETCH 1:* -> %q", l)
+		}
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if ex := untaggedMatching(a.mustOK("n1", "NOOP"), expungeLine); len(ex) != 1 || ex[0] != "* 2 EXPUNGE" {
+			return fmt.Errorf("NOOP after another session's expunge -> %q, want * 2 EXPUNGE", ex)
+		}
+		return nil
+	})
+
+	newUID := appendMsg(t, b, "INBOX", simpleMsg("v3", "a@example.org", "x", time.Now()), nil).UID
+	lines = a.mustOK("u1", fmt.Sprintf("UID FETCH %d (UID)", newUID))
+	sawExists := false
+	for _, l := range lines {
+		if existsLine.MatchString(l) {
+			sawExists = l == "* 3 EXISTS"
+		}
+		if m := fetchLine.FindStringSubmatch(l); m != nil {
+			if m[1] == "0" {
+				t.Errorf("UID FETCH of a message the session was not told about -> %q", l)
+			} else if !sawExists || m[1] != "3" {
+				t.Errorf("UID FETCH %d -> %q without first announcing it as * 3 EXISTS (lines %q)", newUID, l, lines)
+			}
+		}
+	}
+	a.mustOK("n2", "NOOP")
+	var got []string
+	for _, l := range untaggedMatching(a.mustOK("f2", "FETCH 1:* (UID)"), fetchLine) {
+		m := fetchLine.FindStringSubmatch(l)
+		got = append(got, m[1]+":"+uidItem.FindStringSubmatch(m[2])[1])
+	}
+	if want := []string{fmt.Sprintf("1:%d", uids[0]), fmt.Sprintf("2:%d", uids[2]), fmt.Sprintf("3:%d", newUID)}; !slices.Equal(got, want) {
+		t.Errorf("FETCH 1:* (UID) = %q, want seq:UID %q", got, want)
+	}
+
+	lines = a.mustOK("s1", "STORE 1 +FLAGS (\\Flagged)")
+	if f := untaggedMatching(lines, fetchLine); len(f) != 1 || !strings.HasPrefix(f[0], "* 1 FETCH") || !strings.Contains(f[0], `\Flagged`) {
+		t.Errorf("STORE 1 +FLAGS (\\Flagged) -> %q, want one * 1 FETCH with \\Flagged", f)
+	}
+	if f := untaggedMatching(a.mustOK("n3", "NOOP"), fetchLine); len(f) != 0 {
+		t.Errorf("NOOP after the session's own STORE -> %q: the change was echoed twice", f)
+	}
+	// FETCH * is the session's last message.
+	if f := untaggedMatching(a.mustOK("f3", "FETCH * (UID)"), fetchLine); len(f) != 1 || !strings.HasPrefix(f[0], "* 3 FETCH") || !strings.Contains(f[0], fmt.Sprintf("UID %d", newUID)) {
+		t.Errorf("FETCH * (UID) -> %q, want * 3 FETCH (UID %d)", f, newUID)
+	}
+}
+
+// TestShutdown: SIGTERM with clients connected, one of them in IDLE, ends serve promptly with
+// status 0 and closes the connections.
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, "alice")
+	idler := dial(t, s.Addr, "alice", pw("alice"))
+	selectMbox(t, idler, "INBOX", false)
+	if _, err := idler.Idle(); err != nil {
+		t.Fatalf("IDLE = %v", err)
+	}
+	busy := dial(t, s.Addr, "alice", pw("alice"))
+	selectMbox(t, busy, "INBOX", false)
+	start := time.Now()
+	s.stop(t, syscall.SIGTERM)
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("serve took %v to stop with clients connected", d)
+	}
+	for name, c := range map[string]*client{"idling": idler, "selected": busy} {
+		select {
+		case <-c.Closed():
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s client's connection still open after serve exited", name)
+		}
 	}
 }

@@ -161,7 +161,7 @@ func TestDecodeHelpers(t *testing.T) {
 }
 
 func TestJSONRoundTripHandBuilt(t *testing.T) {
-	date := normDate(time.Date(2024, 2, 29, 23, 59, 58, 0, time.FixedZone("X", -(3*3600 + 1800))))
+	date := normDate(time.Date(2024, 2, 29, 23, 59, 58, 0, time.FixedZone("X", -(3*3600+1800))))
 	nested := &imap.Envelope{
 		Date:      date,
 		Subject:   "nested <&> \"quoted\" ✓",
@@ -367,5 +367,35 @@ func TestParseDoesNotRetainInput(t *testing.T) {
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatal("Parse is not deterministic")
+	}
+}
+
+func TestParseConcurrent(t *testing.T) {
+	var raws [][]byte
+	for _, f := range testdataFiles(t) {
+		raws = append(raws, readTestdata(t, strings.TrimPrefix(f, "testdata/")))
+	}
+	want := make([]*Message, len(raws))
+	for i, raw := range raws {
+		want[i] = Parse(raw)
+	}
+	done := make(chan error)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for round := 0; round < 20; round++ {
+				for i, raw := range raws {
+					if m := Parse(raw); !reflect.DeepEqual(m, want[i]) {
+						done <- fmt.Errorf("message %d differs when parsed concurrently", i)
+						return
+					}
+				}
+			}
+			done <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -242,4 +242,3 @@ func TestCLIUsers(t *testing.T) {
 		t.Errorf("LOGIN re-added alice = %v", err)
 	}
 }
-

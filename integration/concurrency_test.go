@@ -281,3 +281,36 @@ func TestConcurrentAppend(t *testing.T) {
 		t.Errorf("store: %d distinct message UUIDs for %d messages", len(ids), total)
 	}
 }
+
+// TestUIDWatch checks the watcher itself: it must flag gaps and late lower UIDs.
+func TestUIDWatch(t *testing.T) {
+	tests := []struct {
+		name string
+		obs  [][]uint32
+		ok   bool
+	}{
+		{"growing prefix", [][]uint32{{}, {1}, {1, 2, 3}, {1, 2, 3}, {1, 2, 3, 4}}, true},
+		{"gap", [][]uint32{{1, 3}}, false},
+		{"starts above 1", [][]uint32{{2}}, false},
+		{"shrinks", [][]uint32{{1, 2}, {1}}, false},
+	}
+	for _, tt := range tests {
+		w := newUIDWatch(tt.name)
+		var err error
+		for _, o := range tt.obs {
+			if err = w.observe(o); err != nil {
+				break
+			}
+		}
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: observe = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+	// A lower UID appearing after a higher one (possible only with a gap in between, which
+	// the gap check catches first) is flagged by the ordering check too.
+	w := newUIDWatch("order")
+	w.seen[5], w.max = true, 5
+	if err := w.observe([]uint32{1, 2, 3, 4, 5}); err == nil {
+		t.Errorf("UIDs 1..4 appearing after 5 was seen: observe = nil, want an error")
+	}
+}

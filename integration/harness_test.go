@@ -204,9 +204,9 @@ func freePort(tb testing.TB) int {
 type proc struct {
 	stopped bool // stop was called
 	name    string
-	cmd    *exec.Cmd
-	output *syncBuffer // stdout and stderr together
-	done   chan struct{}
+	cmd     *exec.Cmd
+	output  *syncBuffer // stdout and stderr together
+	done    chan struct{}
 }
 
 func startProc(tb testing.TB, name string, args ...string) *proc {

@@ -513,16 +513,16 @@ func TestAppendFetch(t *testing.T) {
 
 	t.Run("sections and partials", func(t *testing.T) {
 		secs := map[string]*imap.FetchItemBodySection{
-			"1.1":                {Part: []int{1, 1}, Peek: true},
-			"1.2":                {Part: []int{1, 2}, Peek: true},
-			"2":                  {Part: []int{2}, Peek: true},
-			"HEADER":             {Specifier: imap.PartSpecifierHeader, Peek: true},
-			"TEXT":               {Specifier: imap.PartSpecifierText, Peek: true},
-			"HEADER.FIELDS":      {Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "From"}, Peek: true},
-			"HEADER.FIELDS.NOT":  {Specifier: imap.PartSpecifierHeader, HeaderFieldsNot: []string{"Subject", "From"}, Peek: true},
-			"<10.20>":            {Partial: &imap.SectionPartial{Offset: 10, Size: 20}, Peek: true},
-			"1.1<6.4>":           {Part: []int{1, 1}, Partial: &imap.SectionPartial{Offset: 6, Size: 4}, Peek: true},
-			"<beyond end>":       {Partial: &imap.SectionPartial{Offset: int64(len(nestedMsg)) - 5, Size: 100}, Peek: true},
+			"1.1":               {Part: []int{1, 1}, Peek: true},
+			"1.2":               {Part: []int{1, 2}, Peek: true},
+			"2":                 {Part: []int{2}, Peek: true},
+			"HEADER":            {Specifier: imap.PartSpecifierHeader, Peek: true},
+			"TEXT":              {Specifier: imap.PartSpecifierText, Peek: true},
+			"HEADER.FIELDS":     {Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "From"}, Peek: true},
+			"HEADER.FIELDS.NOT": {Specifier: imap.PartSpecifierHeader, HeaderFieldsNot: []string{"Subject", "From"}, Peek: true},
+			"<10.20>":           {Partial: &imap.SectionPartial{Offset: 10, Size: 20}, Peek: true},
+			"1.1<6.4>":          {Part: []int{1, 1}, Partial: &imap.SectionPartial{Offset: 6, Size: 4}, Peek: true},
+			"<beyond end>":      {Partial: &imap.SectionPartial{Offset: int64(len(nestedMsg)) - 5, Size: 100}, Peek: true},
 		}
 		var list []*imap.FetchItemBodySection
 		for _, s := range secs {
@@ -1085,6 +1085,7 @@ func TestIdle(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("EXISTS reached the IDLE client after %v", time.Since(start))
 	if d := time.Since(start); d > prompt {
 		t.Errorf("EXISTS reached the IDLE client after %v, want well under %v", d, prompt)
 	}
@@ -1309,7 +1310,14 @@ func TestSessionViews(t *testing.T) {
 			}
 		}
 	}
-	a.mustOK("n2", "NOOP")
+	announced := sawExists
+	waitFor(t, 5*time.Second, func() error {
+		if !announced && !slices.Contains(untaggedMatching(a.mustOK("n2", "NOOP"), existsLine), "* 3 EXISTS") {
+			return fmt.Errorf("another session's APPEND not announced as * 3 EXISTS")
+		}
+		announced = true
+		return nil
+	})
 	var got []string
 	for _, l := range untaggedMatching(a.mustOK("f2", "FETCH 1:* (UID)"), fetchLine) {
 		m := fetchLine.FindStringSubmatch(l)

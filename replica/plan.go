@@ -82,7 +82,7 @@ type reinjection struct {
 func PlanMessages(a, b *Side, touched []store.MessageID, dirty []store.MailboxID, partial map[store.MailboxID]bool) *Plan {
 	p := &planner{
 		partial: partial,
-		a: a, b: b,
+		a:       a, b: b,
 		plan:    &Plan{NeedA: map[store.MessageID]bool{}, NeedB: map[store.MessageID]bool{}},
 		next:    map[store.MailboxID]store.UID{},
 		taken:   map[store.SyncPlace]bool{},

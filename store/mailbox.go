@@ -12,13 +12,13 @@ import (
 )
 
 const (
-	qMailboxColumns   = `id, name, uidvalidity, uid_next, highest_modseq, subscribed, special_use`
-	qListMailboxes    = `SELECT ` + qMailboxColumns + ` FROM mailboxes WHERE account_id = $1 ORDER BY name`
-	qMailboxByName    = `SELECT ` + qMailboxColumns + ` FROM mailboxes WHERE account_id = $1 AND name = $2`
-	qMailboxByID      = `SELECT ` + qMailboxColumns + ` FROM mailboxes WHERE account_id = $1 AND id = $2`
-	qNameHistory      = `SELECT uidvalidity, uid_next, modseq FROM mailbox_names WHERE account_id = $1 AND name = $2 FOR UPDATE`
-	qInsertMailbox    = `INSERT INTO mailboxes (account_id, id, name, uidvalidity, uid_next, highest_modseq, subscribed, special_use) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
-	qRecordName       = `INSERT INTO mailbox_names (account_id, name, uidvalidity, uid_next, modseq) VALUES ($1, $2, $3, $4, $5)
+	qMailboxColumns = `id, name, uidvalidity, uid_next, highest_modseq, subscribed, special_use`
+	qListMailboxes  = `SELECT ` + qMailboxColumns + ` FROM mailboxes WHERE account_id = $1 ORDER BY name`
+	qMailboxByName  = `SELECT ` + qMailboxColumns + ` FROM mailboxes WHERE account_id = $1 AND name = $2`
+	qMailboxByID    = `SELECT ` + qMailboxColumns + ` FROM mailboxes WHERE account_id = $1 AND id = $2`
+	qNameHistory    = `SELECT uidvalidity, uid_next, modseq FROM mailbox_names WHERE account_id = $1 AND name = $2 FOR UPDATE`
+	qInsertMailbox  = `INSERT INTO mailboxes (account_id, id, name, uidvalidity, uid_next, highest_modseq, subscribed, special_use) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	qRecordName     = `INSERT INTO mailbox_names (account_id, name, uidvalidity, uid_next, modseq) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (account_id, name) DO UPDATE SET uid_next = greatest(mailbox_names.uid_next, EXCLUDED.uid_next), modseq = greatest(mailbox_names.modseq, EXCLUDED.modseq)`
 	qSetSubscribed = `UPDATE mailboxes SET subscribed = $3, subscribed_changed_at = CASE WHEN subscribed = $3 THEN subscribed_changed_at ELSE now() END WHERE account_id = $1 AND name = $2`
 	qStatus        = `SELECT count(*), count(*) FILTER (WHERE NOT '\Seen' = ANY(flags)), count(*) FILTER (WHERE '\Deleted' = ANY(flags)), coalesce(sum(m.size), 0)

@@ -30,24 +30,36 @@ type devCmd struct {
 	dir    string
 	imap   string
 	pgPort int
+	// --pair: two replicas and the worker
+	pair        bool
+	noReplicate bool
+	imapB       string
 	logs   logFlags
 	logger *slog.Logger
 }
 
 func newDevCmd(sio stdio) *devCmd {
 	c := &devCmd{}
-	c.fs = newFlagSet(sio, "dev", "twinmail dev [--dir DIR] [--imap ADDR]", `
+	c.fs = newFlagSet(sio, "dev", "twinmail dev [--dir DIR] [--imap ADDR] [--pair [--no-replicate]]", `
 Run twinmail for trying it out, with nothing configured: start a private PostgreSQL
 cluster in DIR/pg (initdb on the first run; later runs reuse the data), create and
 migrate the database "twinmail", create the account "demo" with password "demo" if it
 is missing, serve IMAP on a loopback address with plaintext login allowed, and print
 how to connect. Ctrl-C (or SIGTERM) stops the IMAP server and then the cluster.
 
+With --pair it runs two replicas instead, each with its own cluster (DIR/a, DIR/b) and
+IMAP server (--imap, --imap-b), and the replication worker between them, so a UID clash
+can be watched resolving on one machine. --no-replicate starts them cut off; SIGUSR2
+resumes the worker and SIGUSR1 pauses it again.
+
 Needs the PostgreSQL server programs (initdb, pg_ctl, postgres) on PATH or under
 /usr/lib/postgresql/*/bin; on Debian and Ubuntu: apt-get install postgresql. When run as
 root, PostgreSQL runs as the unprivileged "postgres" user.`)
 	c.fs.StringVar(&c.dir, "dir", devDir, "`directory` that holds the development data (created if missing)")
 	c.fs.StringVar(&c.imap, "imap", defaultIMAPAddr, "loopback `address` to serve IMAP on")
+	c.fs.BoolVar(&c.pair, "pair", false, "run two replicas (DIR/a, DIR/b) and the replication worker between them")
+	c.fs.BoolVar(&c.noReplicate, "no-replicate", false, "with --pair: start with the worker paused (replicas cut off); SIGUSR2 resumes, SIGUSR1 pauses")
+	c.fs.StringVar(&c.imapB, "imap-b", "127.0.0.1:1144", "with --pair: loopback `address` of replica b's IMAP server (--imap is replica a's)")
 	c.fs.IntVar(&c.pgPort, "pg-port", 0, "TCP `port` for PostgreSQL on 127.0.0.1 (0: a free one, preferably last run's)")
 	c.fs.logFlags(&c.logs)
 	return c
@@ -62,6 +74,13 @@ func (c *devCmd) parseFlags(args []string) error {
 	}
 	if err := checkLoopback(c.imap); err != nil {
 		return usageError{err}
+	}
+	if c.pair {
+		if err := checkLoopback(c.imapB); err != nil {
+			return usageError{err}
+		}
+	} else if c.noReplicate {
+		return usageError{errors.New("--no-replicate needs --pair")}
 	}
 	if c.pgPort < 0 || c.pgPort > 65535 {
 		return usageError{fmt.Errorf("bad --pg-port %d", c.pgPort)}
@@ -88,6 +107,9 @@ func checkLoopback(addr string) error {
 }
 
 func (c *devCmd) run(ctx context.Context) (err error) {
+	if c.pair {
+		return c.runPair(ctx)
+	}
 	// Bind the IMAP port first: if it is taken, say so before spending seconds on PostgreSQL.
 	cfg := imapConfig{addr: c.imap, insecureAuth: true}
 	lns, err := cfg.listen(ctx)

@@ -11,8 +11,9 @@ import (
 // migrateCmd is "twinmail migrate": it applies the pending schema migrations.
 type migrateCmd struct {
 	fs     *flagSet
-	db     string
-	logs   logFlags
+	db        string
+	replicaID string
+	logs      logFlags
 	logger *slog.Logger
 }
 
@@ -23,6 +24,8 @@ Apply every pending schema migration to the database. Running it again is harmle
 several processes may run it at once: they take turns on an advisory lock. A database whose
 schema is newer than this binary is refused.`)
 	c.fs.dbFlag(&c.db)
+	c.fs.StringVar(&c.replicaID, "replica-id", "", "give this database the replica `id` (only if it has none yet; a replica's id never changes;\n"+
+		"default: a random id at first use)")
 	c.fs.logFlags(&c.logs)
 	return c
 }
@@ -51,6 +54,11 @@ func (c *migrateCmd) run(ctx context.Context) error {
 	}
 	if err := st.Migrate(ctx); err != nil {
 		return schemaError(err)
+	}
+	if c.replicaID != "" {
+		if err := st.SetReplicaID(ctx, c.replicaID); err != nil {
+			return err
+		}
 	}
 	after, _, err := st.SchemaVersion(ctx)
 	if err != nil {

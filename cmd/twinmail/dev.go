@@ -34,8 +34,8 @@ type devCmd struct {
 	pair        bool
 	noReplicate bool
 	imapB       string
-	logs   logFlags
-	logger *slog.Logger
+	logs        logFlags
+	logger      *slog.Logger
 }
 
 func newDevCmd(sio stdio) *devCmd {

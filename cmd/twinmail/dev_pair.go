@@ -143,4 +143,3 @@ Data lives in %[6]s; the next run reuses it.
 
 `, state, os.Getpid(), selfCommand(), sides[0].dsn, sides[1].dsn, dir)
 }
-

@@ -10,11 +10,11 @@ import (
 
 // migrateCmd is "twinmail migrate": it applies the pending schema migrations.
 type migrateCmd struct {
-	fs     *flagSet
+	fs        *flagSet
 	db        string
 	replicaID string
 	logs      logFlags
-	logger *slog.Logger
+	logger    *slog.Logger
 }
 
 func newMigrateCmd(sio stdio) *migrateCmd {

@@ -154,7 +154,7 @@ func TestCLIMigrate(t *testing.T) {
 	if !strings.Contains(strings.ToLower(res.Stderr), "newer") {
 		t.Errorf("twinmail migrate on a newer schema: stderr %q does not say the schema is newer", res.Stderr)
 	}
-	p := startProc(t, "twinmail serve", "serve", "--db", dsn, "--imap", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--insecure-auth")
+	p := startProc(t, "twinmail serve", "serve", "--db", dsn, "--imap", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--lmtp", "", "--insecure-auth")
 	select {
 	case <-p.done:
 	case <-time.After(60 * time.Second):

@@ -277,21 +277,24 @@ func (p *proc) checkLog(tb testing.TB) {
 // server is a running `twinmail serve`.
 type server struct {
 	*proc
-	Addr string
-	DSN  string
+	Addr     string
+	LMTPAddr string
+	DSN      string
 }
 
-// startServer runs `twinmail serve --db dsn --imap 127.0.0.1:<free port> --insecure-auth`,
+// startServer runs `twinmail serve --db dsn --imap 127.0.0.1:<free port> --lmtp
+// 127.0.0.1:<free port> --insecure-auth`,
 // waits until it answers with a greeting and stops it with SIGTERM (asserting exit status 0)
 // when the test ends. Its output goes to the test log if the test failed.
 func startServer(tb testing.TB, dsn string) *server {
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(tb))
-		p := startProc(tb, "twinmail serve", "serve", "--db", dsn, "--imap", addr, "--insecure-auth")
+		lmtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(tb))
+		p := startProc(tb, "twinmail serve", "serve", "--db", dsn, "--imap", addr, "--lmtp", lmtpAddr, "--insecure-auth")
 		err := waitGreeting(addr, p, 60*time.Second)
 		if err == nil {
-			s := &server{proc: p, Addr: addr, DSN: dsn}
+			s := &server{proc: p, Addr: addr, LMTPAddr: lmtpAddr, DSN: dsn}
 			tb.Cleanup(func() {
 				s.stop(tb, syscall.SIGTERM)
 				if tb.Failed() {

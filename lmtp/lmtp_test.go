@@ -457,8 +457,8 @@ func TestSizeLimit(t *testing.T) {
 		t.Fatalf("INBOX holds %d messages after refusals, want 0", n)
 	}
 
-	// Exactly at the limit: accepted.
-	c.expect("MAIL FROM:<carol@example.org>", 250, "2.0.0")
+	// Exactly at the limit, declared with SIZE=: accepted.
+	c.expect(fmt.Sprintf("MAIL FROM:<carol@example.org> SIZE=%d", limit), 250, "2.0.0")
 	c.expect("RCPT TO:<alice@example.org>", 250, "2.0.0")
 	if r := c.data(sized(limit), 1); !strings.HasPrefix(r[0], "250 2.0.0 ") {
 		t.Errorf("reply = %q, want 250", r[0])

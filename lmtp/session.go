@@ -133,9 +133,11 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		// With several recipients the copies share one body, stored once per account.
 		forRcpt = s.rcpts[0].addr
 	}
+	// Size the buffer by the client's SIZE= hint (room for CRLF fixes), but only up to
+	// 1 MiB on a client's word: beyond that it grows as the data comes.
 	capacity := int64(4 << 10)
 	if s.sizeHint > 0 && s.sizeHint <= s.srv.maxSize {
-		capacity = s.sizeHint + s.sizeHint/32
+		capacity = min(s.sizeHint+s.sizeHint/32, 1<<20)
 	}
 	raw := make([]byte, 0, 512+capacity)
 	raw = traceHeaders(raw, trace{

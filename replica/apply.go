@@ -31,10 +31,16 @@ func (w *Worker) syncMailboxes(ctx context.Context, acct store.AccountID) (bool,
 			return true, fmt.Errorf("replica A: %w", err)
 		}
 	}
+	if err := w.fault("mailboxes-a"); err != nil {
+		return true, err
+	}
 	if !opsB.Empty() {
 		if err := w.opts.B.ApplyMailboxOps(ctx, acct, opsB); err != nil {
 			return true, fmt.Errorf("replica B: %w", err)
 		}
+	}
+	if err := w.fault("mailboxes-b"); err != nil {
+		return true, err
 	}
 	return true, nil
 }
@@ -228,6 +234,9 @@ func (w *Worker) syncMessages(ctx context.Context, acct store.AccountID, st *rou
 	if w.opts.DisableReinjection && plan.Reinjected > 0 {
 		return false, fmt.Errorf("reinjection disabled (test build): %d messages need new UIDs", plan.Reinjected)
 	}
+	if err := w.fault("planned"); err != nil {
+		return false, err
+	}
 	if err := w.fill(ctx, acct, &plan.A, plan.NeedA, w.opts.B, w.opts.A, st); err != nil {
 		return false, err
 	}
@@ -237,13 +246,14 @@ func (w *Worker) syncMessages(ctx context.Context, acct store.AccountID, st *rou
 	if err := w.opts.A.ApplySync(ctx, acct, &plan.A); err != nil {
 		return false, fmt.Errorf("replica A: %w", err)
 	}
-	if w.crashAfterA != nil {
-		if err := w.crashAfterA(); err != nil {
-			return true, err
-		}
+	if err := w.fault("applied-a"); err != nil {
+		return true, err
 	}
 	if err := w.opts.B.ApplySync(ctx, acct, &plan.B); err != nil {
 		return true, fmt.Errorf("replica B: %w", err)
+	}
+	if err := w.fault("applied-b"); err != nil {
+		return true, err
 	}
 	st.copied += plan.Copied
 	st.reinjected += plan.Reinjected
@@ -262,6 +272,9 @@ func (w *Worker) syncMessages(ctx context.Context, acct store.AccountID, st *rou
 		}
 		if err := w.opts.A.SetSyncPoint(ctx, w.idB, acct, t.ID, spA); err != nil {
 			return true, fmt.Errorf("replica A: %w", err)
+		}
+		if err := w.fault("syncpoint-a"); err != nil {
+			return true, err
 		}
 		if err := w.opts.B.SetSyncPoint(ctx, w.idA, acct, t.ID, spB); err != nil {
 			return true, fmt.Errorf("replica B: %w", err)

@@ -26,6 +26,22 @@ type Options struct {
 	// DisableReinjection is for tests of the scenario runner only: it makes clashes
 	// unresolvable, so that checks can be shown to fail.
 	DisableReinjection bool
+	// Fault, for fault-injection tests only, is called at named points of a round
+	// (FaultPoints); an error it returns aborts the round there, as a crash would.
+	Fault func(point string) error
+}
+
+// FaultPoints are the points of a round where Options.Fault is called, in order.
+var FaultPoints = []string{"mailboxes-a", "mailboxes-b", "planned", "applied-a", "applied-b", "syncpoint-a"}
+
+func (w *Worker) fault(point string) error {
+	if w.opts.Fault == nil {
+		return nil
+	}
+	if err := w.opts.Fault(point); err != nil {
+		return fmt.Errorf("fault at %s: %w", point, err)
+	}
+	return nil
 }
 
 // Stats are a worker's counters since it started.
@@ -46,9 +62,6 @@ type Worker struct {
 
 	mu    sync.Mutex
 	stats Stats
-
-	// crashAfterA, when set by tests, fails a round after A was written and before B.
-	crashAfterA func() error
 }
 
 // New returns a worker for the pair. It reads both replica ids, so both sides must be up.

@@ -15,6 +15,7 @@ import (
 const (
 	envDB        = "TWINMAIL_DB"
 	envIMAP      = "TWINMAIL_IMAP"
+	envLMTP      = "TWINMAIL_LMTP"
 	envLogLevel  = "TWINMAIL_LOG_LEVEL"
 	envLogFormat = "TWINMAIL_LOG_FORMAT"
 )

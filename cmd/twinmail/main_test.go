@@ -85,7 +85,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "--db", "x", "--log-format", "xml"}, "twinmail: serve: bad --log-format \"xml\""},
 		{[]string{"serve", "--db", "x", "--tls-cert", "c.pem"}, "twinmail: serve: --tls-cert and --tls-key go together\n"},
 		{[]string{"serve", "--db", "x", "--imaps", ":993"}, "twinmail: serve: --imaps needs --tls-cert and --tls-key\n"},
-		{[]string{"serve", "--db", "x", "--imap", ""}, "twinmail: serve: nothing to serve"},
+		{[]string{"serve", "--db", "x", "--imap", "", "--lmtp", ""}, "twinmail: serve: nothing to serve"},
 		{[]string{"serve", "--db", "x", "--append-limit", "0"}, "twinmail: serve: --append-limit must be between 1 and 4294967295\n"},
 		{[]string{"serve", "--db", "x", "--append-limit", "4294967296"}, "twinmail: serve: --append-limit must be between 1 and 4294967295\n"},
 		{[]string{"serve", "--db", "x", "--append-limit", "-1"}, "twinmail: serve: invalid value \"-1\" for flag -append-limit"},

@@ -5,20 +5,28 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/twinmail/twinmail/imapbackend"
+	"github.com/twinmail/twinmail/lmtp"
 	"github.com/twinmail/twinmail/store"
 )
 
 // defaultIMAPAddr is where serve and dev listen for IMAP unless told otherwise.
 const defaultIMAPAddr = "127.0.0.1:1143"
 
+// defaultLMTPAddr is where serve accepts LMTP deliveries unless told otherwise.
+const defaultLMTPAddr = "127.0.0.1:2424"
+
 // serveCmd is "twinmail serve": the IMAP server of one replica.
 //
-// Flag names reserved for later work: --lmtp ADDR (LMTP delivery) and --replica-id ID.
+// Flag name reserved for later work: --replica-id ID.
 type serveCmd struct {
 	fs      *flagSet
 	db      string
@@ -39,7 +47,12 @@ connections and exit with status 0. The database must be migrated to this binary
 
 Without TLS, LOGIN and AUTHENTICATE are refused unless --insecure-auth is given. With
 --tls-cert and --tls-key, the --imap listener offers STARTTLS and --imaps, if given, speaks
-TLS from the first byte.`)
+TLS from the first byte.
+
+--lmtp accepts mail for final delivery over LMTP (RFC 2033), on a TCP host:port or, when
+the address contains a '/', on a unix socket at that path (a stale socket file is removed
+first). LMTP has no authentication: keep it on loopback or a socket only the MTA can open.
+See docs/lmtp.md.`)
 	c.fs.dbFlag(&c.db)
 	c.fs.StringVar(&c.imap.addr, "imap", envOr(envIMAP, defaultIMAPAddr), "`address` to serve IMAP on (host:port; env $"+envIMAP+"); empty: none")
 	c.fs.StringVar(&c.imap.imapsAddr, "imaps", "", "`address` to serve IMAP over implicit TLS on (needs --tls-cert and --tls-key)")
@@ -47,6 +60,8 @@ TLS from the first byte.`)
 	c.fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key `file` for --tls-cert")
 	c.fs.BoolVar(&c.imap.insecureAuth, "insecure-auth", false, "allow LOGIN and AUTHENTICATE PLAIN without TLS (passwords cross the network in clear)")
 	c.fs.Uint64Var(&c.imap.appendLimit, "append-limit", imapbackend.DefaultAppendLimit, "largest message, in `bytes`, that APPEND accepts (advertised as APPENDLIMIT)")
+	c.fs.StringVar(&c.imap.lmtpAddr, "lmtp", envOr(envLMTP, defaultLMTPAddr), "`address` to accept LMTP deliveries on: host:port, or a unix socket path (contains '/') (env $"+envLMTP+"); empty: none")
+	c.fs.Int64Var(&c.imap.lmtpMaxSize, "lmtp-max-size", lmtp.DefaultMaxSize, "largest message, in `bytes`, that LMTP accepts (bigger ones get 552 5.3.4)")
 	c.fs.BoolVar(&c.migrate, "migrate", false, "apply pending schema migrations before serving")
 	c.fs.logFlags(&c.logs)
 	return c
@@ -68,8 +83,11 @@ func (c *serveCmd) parseFlags(args []string) error {
 	if c.imap.appendLimit == 0 || c.imap.appendLimit > math.MaxUint32 {
 		return usageError{fmt.Errorf("--append-limit must be between 1 and %d", uint64(math.MaxUint32))}
 	}
-	if c.imap.addr == "" && c.imap.imapsAddr == "" {
-		return usageError{errors.New("nothing to serve: give --imap or --imaps an address")}
+	if c.imap.lmtpMaxSize <= 0 {
+		return usageError{errors.New("--lmtp-max-size must be at least 1")}
+	}
+	if c.imap.addr == "" && c.imap.imapsAddr == "" && c.imap.lmtpAddr == "" {
+		return usageError{errors.New("nothing to serve: give --imap, --imaps or --lmtp an address")}
 	}
 	var err error
 	c.logger, err = c.logs.logger(c.fs.sio.err)
@@ -123,11 +141,14 @@ type imapConfig struct {
 	tls          *tls.Config // nil: no STARTTLS, no IMAPS
 	insecureAuth bool        // allow authentication without TLS
 	appendLimit  uint64      // largest APPEND in bytes, at most MaxUint32; 0: the backend's default
+	lmtpAddr     string      // LMTP: host:port, or a unix socket path (contains '/'); "" for none
+	lmtpMaxSize  int64       // largest LMTP message in bytes; 0: lmtp.DefaultMaxSize
 }
 
 // imapListeners are the bound sockets that serveIMAP serves; nil for none.
 type imapListeners struct {
 	imap, imaps net.Listener
+	lmtp        net.Listener // TCP or unix
 }
 
 // listen binds the addresses of cfg.
@@ -149,11 +170,50 @@ func (cfg imapConfig) listen(ctx context.Context) (*imapListeners, error) {
 		}
 		lns.imaps = ln
 	}
+	if cfg.lmtpAddr != "" {
+		network := "tcp"
+		if strings.Contains(cfg.lmtpAddr, "/") {
+			network = "unix"
+			if err := removeStaleSocket(cfg.lmtpAddr); err != nil {
+				lns.close()
+				return nil, err
+			}
+		}
+		ln, err := lc.Listen(ctx, network, cfg.lmtpAddr)
+		if err != nil {
+			lns.close()
+			return nil, fmt.Errorf("listen for LMTP: %w", err)
+		}
+		lns.lmtp = ln
+	}
 	return lns, nil
 }
 
+// removeStaleSocket removes the socket file at path if a process that is gone left it
+// behind. It refuses to remove anything but a socket, or a socket that still answers.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("LMTP socket: %w", err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("LMTP socket %s: the file exists and is not a socket", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("LMTP socket %s: another process is listening on it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale LMTP socket: %w", err)
+	}
+	return nil
+}
+
 func (lns *imapListeners) close() {
-	for _, ln := range []net.Listener{lns.imap, lns.imaps} {
+	for _, ln := range []net.Listener{lns.imap, lns.imaps, lns.lmtp} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -165,7 +225,7 @@ func (lns *imapListeners) close() {
 // when ctx ended.
 func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapConfig, lns *imapListeners) error {
 	defer lns.close()
-	imapLn, imapsLn := lns.imap, lns.imaps
+	imapLn, imapsLn, lmtpLn := lns.imap, lns.imaps, lns.lmtp
 	be := imapbackend.New(imapbackend.Options{
 		Store:        st,
 		Logger:       log,
@@ -178,7 +238,7 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Every goroutine sends exactly one value on errc.
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	running := 0
 	start := func(fn func() error) {
 		running++
@@ -197,6 +257,12 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 		tlsLn := tls.NewListener(imapsLn, cfg.tls)
 		start(func() error { return wrap("serve IMAPS", srv.Serve(tlsLn)) })
 	}
+	var lmtpSrv *lmtp.Server
+	if lmtpLn != nil {
+		lmtpSrv = lmtp.New(lmtp.Options{Store: st, Logger: log, MaxSize: cfg.lmtpMaxSize})
+		log.Info("serving LMTP", "addr", lmtpLn.Addr().String(), "max_size", cfg.lmtpMaxSize)
+		start(func() error { return wrap("serve LMTP", lmtpSrv.Serve(lmtpLn)) })
+	}
 	// Run until ctx ends or the first goroutine ends (Serve and Run return early only on
 	// failure); then close everything and wait for the rest.
 	var err error
@@ -208,7 +274,7 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 		if ctx.Err() == nil {
 			err = e
 			if err == nil {
-				err = errors.New("IMAP server stopped unexpectedly") // Serve returned nil
+				err = errors.New("server stopped unexpectedly") // Serve returned nil
 
 			}
 		}
@@ -216,6 +282,12 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 	cancel()
 	if cerr := srv.Close(); cerr != nil {
 		log.Debug("close IMAP server", "err", cerr)
+	}
+	if lmtpSrv != nil {
+		// Waits for deliveries in progress, so the store outlives them.
+		if cerr := lmtpSrv.Close(); cerr != nil {
+			log.Debug("close LMTP server", "err", cerr)
+		}
 	}
 	for ; running > 0; running-- {
 		<-errc // after shutdown, what the rest return is moot

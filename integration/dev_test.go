@@ -42,7 +42,7 @@ func devRun(t *testing.T, dir string) (*proc, string) {
 	t.Helper()
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := startProc(t, "twinmail dev", "dev", "--dir", dir, "--imap", addr)
+	p := startProc(t, "twinmail dev", "dev", "--dir", dir, "--imap", addr, "--lmtp", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	if err := waitGreeting(addr, p, 3*time.Minute); err != nil {
 		if !p.exited() {
 			p.cmd.Process.Kill()

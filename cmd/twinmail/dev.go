@@ -34,6 +34,8 @@ type devCmd struct {
 	pair        bool
 	noReplicate bool
 	imapB       string
+	lmtp        string
+	lmtpB       string
 	logs        logFlags
 	logger      *slog.Logger
 }
@@ -57,6 +59,8 @@ Needs the PostgreSQL server programs (initdb, pg_ctl, postgres) on PATH or under
 root, PostgreSQL runs as the unprivileged "postgres" user.`)
 	c.fs.StringVar(&c.dir, "dir", devDir, "`directory` that holds the development data (created if missing)")
 	c.fs.StringVar(&c.imap, "imap", defaultIMAPAddr, "loopback `address` to serve IMAP on")
+	c.fs.StringVar(&c.lmtp, "lmtp", defaultLMTPAddr, "loopback `address` to accept LMTP deliveries on (with --pair: replica a's)")
+	c.fs.StringVar(&c.lmtpB, "lmtp-b", "127.0.0.1:2425", "with --pair: loopback `address` of replica b's LMTP server")
 	c.fs.BoolVar(&c.pair, "pair", false, "run two replicas (DIR/a, DIR/b) and the replication worker between them")
 	c.fs.BoolVar(&c.noReplicate, "no-replicate", false, "with --pair: start with the worker paused (replicas cut off); SIGUSR2 resumes, SIGUSR1 pauses")
 	c.fs.StringVar(&c.imapB, "imap-b", "127.0.0.1:1144", "with --pair: loopback `address` of replica b's IMAP server (--imap is replica a's)")
@@ -74,6 +78,11 @@ func (c *devCmd) parseFlags(args []string) error {
 	}
 	if err := checkLoopback(c.imap); err != nil {
 		return usageError{err}
+	}
+	for _, a := range []string{c.lmtp, c.lmtpB} {
+		if err := checkLoopback(a); err != nil {
+			return usageError{fmt.Errorf("LMTP: %w", err)}
+		}
 	}
 	if c.pair {
 		if err := checkLoopback(c.imapB); err != nil {
@@ -111,7 +120,7 @@ func (c *devCmd) run(ctx context.Context) (err error) {
 		return c.runPair(ctx)
 	}
 	// Bind the IMAP port first: if it is taken, say so before spending seconds on PostgreSQL.
-	cfg := imapConfig{addr: c.imap, insecureAuth: true}
+	cfg := imapConfig{addr: c.imap, lmtpAddr: c.lmtp, insecureAuth: true}
 	lns, err := cfg.listen(ctx)
 	if err != nil {
 		return err
@@ -164,6 +173,7 @@ func (c *devCmd) run(ctx context.Context) (err error) {
 	}
 
 	c.printWelcome(dir, lns.imap.Addr(), dsn)
+	fmt.Fprintf(c.fs.sio.out, "  LMTP delivery on %s (deliver to demo@localhost, or demo+Folder@localhost)\n\n", lns.lmtp.Addr())
 	return serveIMAP(ctx, log, st, cfg, lns)
 }
 

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/twinmail/twinmail/internal/pgcluster"
+	"github.com/twinmail/twinmail/lmtp"
 	"github.com/twinmail/twinmail/replica"
 	"github.com/twinmail/twinmail/store"
 )
@@ -34,8 +35,9 @@ func (c *devCmd) runPair(ctx context.Context) (err error) {
 	log := c.logger
 	sides := []*devReplica{{name: "a"}, {name: "b"}}
 	addrs := []string{c.imap, c.imapB}
+	lmtpAddrs := []string{c.lmtp, c.lmtpB}
 	for i, r := range sides {
-		if r.lns, err = (imapConfig{addr: addrs[i], insecureAuth: true}).listen(ctx); err != nil {
+		if r.lns, err = (imapConfig{addr: addrs[i], lmtpAddr: lmtpAddrs[i], insecureAuth: true}).listen(ctx); err != nil {
 			return fmt.Errorf("replica %s: %w", r.name, err)
 		}
 		defer r.lns.close()
@@ -95,7 +97,7 @@ func (c *devCmd) runPair(ctx context.Context) (err error) {
 	go func() { errc <- w.Run(ctx) }()
 	for _, r := range sides {
 		go func() {
-			errc <- serveIMAP(ctx, log.With("replica", r.name), r.st, imapConfig{insecureAuth: true}, r.lns)
+			errc <- serveIMAP(ctx, log.With("replica", r.name), r.st, imapConfig{insecureAuth: true, lmtpMaxSize: lmtp.DefaultMaxSize}, r.lns)
 		}()
 	}
 	running := 3
@@ -128,8 +130,8 @@ func (c *devCmd) printPairWelcome(dir string, sides []*devReplica) {
 	fmt.Fprintf(c.fs.sio.out, "\ntwinmail dev --pair is running; press Ctrl-C to stop it.\n\n")
 	for _, r := range sides {
 		host, port, _ := net.SplitHostPort(r.lns.imap.Addr().String())
-		fmt.Fprintf(c.fs.sio.out, "  replica %s  IMAP %s port %s (user %s, password %s, no TLS)\n             database %s\n",
-			r.name, host, port, devUser, devPassword, r.dsn)
+		fmt.Fprintf(c.fs.sio.out, "  replica %s  IMAP %s port %s (user %s, password %s, no TLS)\n             LMTP %s (deliver to %s@localhost)\n             database %s\n",
+			r.name, host, port, devUser, devPassword, r.lns.lmtp.Addr(), devUser, r.dsn)
 	}
 	fmt.Fprintf(c.fs.sio.out, `
   worker     %[1]s

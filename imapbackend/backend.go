@@ -36,6 +36,25 @@ type Options struct {
 	AppendLimit  uint32       // 0 = DefaultAppendLimit; advertised as APPENDLIMIT
 	TLSConfig    *tls.Config  // nil = no STARTTLS
 	InsecureAuth bool         // allow LOGIN/AUTHENTICATE without TLS
+
+	// Limits (limits.go), counted per Backend, i.e. per process. For each, 0 means the
+	// default named and a negative value means no limit.
+
+	// MaxConnsPerIP caps the connections from one client address (IPv6: one /64); one more
+	// is greeted with BYE [LIMIT]. 0 = DefaultMaxConnsPerIP. Behind a proxy every client has
+	// the proxy's address: turn it off there.
+	MaxConnsPerIP int
+	// MaxConnsPerAccount caps the logged-in connections of one account; one more LOGIN gets
+	// NO [LIMIT]. 0 = DefaultMaxConnsPerAccount.
+	MaxConnsPerAccount int
+	// IdleTimeout ends with BYE a logged-in connection on which nothing has been read or
+	// written for this long (an IDLE with no updates counts as idle). 0 = DefaultIdleTimeout.
+	// It needs the listener to come through Backend.Listener; go-imap itself closes, without
+	// BYE, a logged-in connection that sends no command for 35 minutes.
+	IdleTimeout time.Duration
+	// LoginDelay is the first delay imposed on login attempts after repeated failures from one
+	// address or for one account name; it doubles up to 8 × LoginDelay. 0 = DefaultLoginDelay.
+	LoginDelay time.Duration
 }
 
 // Backend creates IMAP sessions over one store and fans change notifications out to them.
@@ -45,7 +64,9 @@ type Backend struct {
 	appendLimit  uint32
 	tlsConfig    *tls.Config
 	insecureAuth bool
+	idleTimeout  time.Duration // 0: no autologout
 	hub          *hub
+	lim          *limiter
 
 	// ctx is the server's context that sessions derive theirs from; cancel ends it when
 	// Run's context ends.
@@ -69,7 +90,9 @@ func New(opts Options) *Backend {
 		appendLimit:  opts.AppendLimit,
 		tlsConfig:    opts.TLSConfig,
 		insecureAuth: opts.InsecureAuth,
+		idleTimeout:  limitOr(opts.IdleTimeout, DefaultIdleTimeout),
 		hub:          newHub(),
+		lim:          newLimiter(opts),
 		ctx:          ctx,
 		cancel:       cancel,
 	}
@@ -91,8 +114,8 @@ func (b *Backend) Run(ctx context.Context) error {
 	return fmt.Errorf("listen for mailbox changes: %w", err)
 }
 
-// Server returns an imapserver serving this backend. The caller calls Serve or
-// ListenAndServe on it and Close at shutdown.
+// Server returns an imapserver serving this backend. The caller calls Serve on it with
+// listeners from b.Listener, and at shutdown b.Shutdown, then the server's Close.
 func (b *Backend) Server() *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
 		NewSession: b.newSession,
@@ -112,25 +135,31 @@ func (b *Backend) Server() *imapserver.Server {
 			imap.CapSpecialUse:       {},
 			imap.CapCreateSpecialUse: {},
 			// LITERAL+ stays off: beta.8 refuses an over-limit non-synchronizing APPEND
-			// literal before draining it and then parses its bytes as commands.
+			// literal (NO [TOOBIG]) before reading it, and then parses the literal's bytes
+			// as commands. Without LITERAL+, clients send non-synchronizing literals of at
+			// most 4096 bytes (LITERAL-, implied by IMAP4rev2), below any sensible append
+			// limit, and an over-limit synchronizing literal is refused before the "+", so
+			// it is never sent and the connection stays in sync (notes/go-imap-v2.md §5
+			// item 4; limits_test.go checks it).
 		},
-		Logger:       slog.NewLogLogger(b.log.Handler(), slog.LevelError),
+		Logger:       serverLogger{b.log},
 		TLSConfig:    b.tlsConfig,
 		InsecureAuth: b.insecureAuth,
 	})
 }
 
+// newSession is imapserver's NewSession. Returning a BYE error refuses the connection.
 func (b *Backend) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	ctx, cancel := context.WithCancel(b.ctx)
-	log := b.log
+	s := &Session{b: b, conn: conn, log: b.log}
 	if nc := conn.NetConn(); nc != nil {
-		log = log.With(logKeyRemote, nc.RemoteAddr().String())
+		s.log = s.log.With(logKeyRemote, nc.RemoteAddr().String())
+		s.ip = clientIP(nc.RemoteAddr())
+		s.activity = findActivity(nc)
 	}
-	return &Session{
-		b:      b,
-		conn:   conn,
-		log:    log,
-		ctx:    ctx,
-		cancel: cancel,
-	}, nil, nil
+	if err := b.lim.connect(s, s.ip); err != nil {
+		s.log.Info("connection refused", logKeyErr, err)
+		return nil, nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(b.ctx)
+	return s, nil, nil
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapserver"
 
@@ -27,6 +30,12 @@ type Session struct {
 	log  *slog.Logger
 	acct store.Account // zero until Login succeeds
 	sel  *selected     // nil unless a mailbox is selected
+
+	// Limits (limits.go).
+	ip       netip.Addr    // what per-address limits count the client as; invalid if not TCP
+	activity *activityConn // nil unless the listener came through Backend.Listener
+	loggedIn atomic.Bool   // set once Login succeeded (and counted the account)
+	idle     autologout
 }
 
 // selected is the state of the selected mailbox.
@@ -49,32 +58,59 @@ func (s *Session) cmdCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, cmdTimeout)
 }
 
-// Login checks the password; AUTHENTICATE PLAIN comes here too.
+// Login checks the password; AUTHENTICATE PLAIN comes here too. After repeated failures
+// from the client's address or for the name, the attempt waits first (limits.go), the same
+// for an unknown name as for a wrong password; and an account at its connection cap gets NO
+// [LIMIT].
 func (s *Session) Login(username, password string) error {
+	if d := s.b.lim.delay(s.ip, username); d > 0 {
+		s.log.Info("login delayed after failures", logKeyAccount, username, "delay", d)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return imapserver.ErrAuthFailed
+		}
+	}
 	ctx, cancel := s.cmdCtx()
 	defer cancel()
 	acct, err := s.b.store.Authenticate(ctx, username, password)
-	if errors.Is(err, store.ErrAuthFailed) {
+	if errors.Is(err, store.ErrAuthFailed) || errors.Is(err, store.ErrNoSuchAccount) {
 		s.log.Info("login failed", logKeyAccount, username)
+		s.b.lim.failed(s.ip, username)
 	}
 	if err != nil {
 		return imapError(fmt.Errorf("authenticate %q: %w", username, err), false)
 	}
+	s.b.lim.succeeded(username)
+	if !s.b.lim.login(acct.ID) {
+		s.log.Info("login refused: too many connections", logKeyAccount, acct.Name)
+		return errTooManyForAccount
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.acct = acct
 	s.log = s.log.With(logKeyAccount, acct.Name)
+	s.mu.Unlock()
+	s.loggedIn.Store(true)
+	s.startAutologout()
 	s.log.Debug("logged in")
 	return nil
 }
 
-// Close ends the session: it cancels the session's store work and lets go of the selected
-// mailbox.
+// Close ends the session: it cancels the session's store work, lets go of the selected
+// mailbox and releases the connection's place under the limits.
 func (s *Session) Close() error {
 	s.cancel()
+	s.stopAutologout()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unselectLocked()
+	var acct store.AccountID
+	if s.loggedIn.Load() {
+		acct = s.acct.ID
+	}
+	s.b.lim.disconnect(s, s.ip, acct)
 	return nil
 }
 

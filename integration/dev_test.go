@@ -50,10 +50,13 @@ func devRun(t *testing.T, dir string) (*proc, string) {
 		}
 		t.Fatalf("twinmail dev: %v; output:\n%s", err, p.output)
 	}
-	out := p.output.String()
-	if !strings.Contains(out, strconv.Itoa(port)) || !strings.Contains(out, "demo") {
-		t.Errorf("twinmail dev output does not say how to connect (port %d, user demo):\n%s", port, out)
-	}
+	// The banner may be printed just after the listener answers.
+	waitFor(t, 10*time.Second, func() error {
+		if out := p.output.String(); !strings.Contains(out, strconv.Itoa(port)) || !strings.Contains(out, "demo") {
+			return fmt.Errorf("twinmail dev output does not say how to connect (port %d, user demo):\n%s", port, out)
+		}
+		return nil
+	})
 	return p, strconv.Itoa(port)
 }
 

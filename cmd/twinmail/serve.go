@@ -24,6 +24,9 @@ const defaultIMAPAddr = "127.0.0.1:1143"
 // defaultLMTPAddr is where serve accepts LMTP deliveries unless told otherwise.
 const defaultLMTPAddr = "127.0.0.1:2424"
 
+// imapShutdownGrace is how long shutdown waits for IMAP sessions to end after their BYE.
+const imapShutdownGrace = 5 * time.Second
+
 // serveCmd is "twinmail serve": the IMAP server of one replica.
 //
 // Flag name reserved for later work: --replica-id ID.
@@ -62,6 +65,10 @@ See docs/lmtp.md.`)
 	c.fs.Uint64Var(&c.imap.appendLimit, "append-limit", imapbackend.DefaultAppendLimit, "largest message, in `bytes`, that APPEND accepts (advertised as APPENDLIMIT)")
 	c.fs.StringVar(&c.imap.lmtpAddr, "lmtp", envOr(envLMTP, defaultLMTPAddr), "`address` to accept LMTP deliveries on: host:port, or a unix socket path (contains '/') (env $"+envLMTP+"); empty: none")
 	c.fs.Int64Var(&c.imap.lmtpMaxSize, "lmtp-max-size", lmtp.DefaultMaxSize, "largest message, in `bytes`, that LMTP accepts (bigger ones get 552 5.3.4)")
+	c.fs.IntVar(&c.imap.maxConnsPerIP, "max-conns-per-ip", imapbackend.DefaultMaxConnsPerIP, "most IMAP connections from one client `address` (IPv6: one /64); 0: no limit (behind a proxy)")
+	c.fs.IntVar(&c.imap.maxConnsPerAccount, "max-conns-per-account", imapbackend.DefaultMaxConnsPerAccount, "most logged-in IMAP connections of one `account`; 0: no limit")
+	c.fs.DurationVar(&c.imap.idleTimeout, "idle-timeout", imapbackend.DefaultIdleTimeout, "log out an IMAP connection that has been silent this `long` (RFC 3501: at least 30m); 0: never")
+	c.fs.DurationVar(&c.imap.loginDelay, "login-delay", imapbackend.DefaultLoginDelay, "after repeated failed logins from an address or for an account, make each attempt wait this `long`, doubling up to 8 times as long; 0: no delay")
 	c.fs.BoolVar(&c.migrate, "migrate", false, "apply pending schema migrations before serving")
 	c.fs.logFlags(&c.logs)
 	return c
@@ -85,6 +92,9 @@ func (c *serveCmd) parseFlags(args []string) error {
 	}
 	if c.imap.lmtpMaxSize <= 0 {
 		return usageError{errors.New("--lmtp-max-size must be at least 1")}
+	}
+	if err := c.imap.limitsFromFlags(); err != nil {
+		return err
 	}
 	if c.imap.addr == "" && c.imap.imapsAddr == "" && c.imap.lmtpAddr == "" {
 		return usageError{errors.New("nothing to serve: give --imap, --imaps or --lmtp an address")}
@@ -143,6 +153,33 @@ type imapConfig struct {
 	appendLimit  uint64      // largest APPEND in bytes, at most MaxUint32; 0: the backend's default
 	lmtpAddr     string      // LMTP: host:port, or a unix socket path (contains '/'); "" for none
 	lmtpMaxSize  int64       // largest LMTP message in bytes; 0: lmtp.DefaultMaxSize
+
+	// IMAP limits, as in imapbackend.Options: 0 means the backend's default, negative none.
+	maxConnsPerIP, maxConnsPerAccount int
+	idleTimeout, loginDelay           time.Duration
+}
+
+// limitsFromFlags turns the limit flags, where 0 means no limit, into imapbackend.Options
+// values, where 0 means the default and a negative value no limit.
+func (cfg *imapConfig) limitsFromFlags() error {
+	if cfg.maxConnsPerIP < 0 || cfg.maxConnsPerAccount < 0 || cfg.idleTimeout < 0 || cfg.loginDelay < 0 {
+		return usageError{errors.New("--max-conns-per-ip, --max-conns-per-account, --idle-timeout and --login-delay cannot be negative")}
+	}
+	off := func(v *int) {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	offDur := func(v *time.Duration) {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	off(&cfg.maxConnsPerIP)
+	off(&cfg.maxConnsPerAccount)
+	offDur(&cfg.idleTimeout)
+	offDur(&cfg.loginDelay)
+	return nil
 }
 
 // imapListeners are the bound sockets that serveIMAP serves; nil for none.
@@ -232,6 +269,11 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 		TLSConfig:    cfg.tls,
 		InsecureAuth: cfg.insecureAuth,
 		AppendLimit:  uint32(cfg.appendLimit),
+
+		MaxConnsPerIP:      cfg.maxConnsPerIP,
+		MaxConnsPerAccount: cfg.maxConnsPerAccount,
+		IdleTimeout:        cfg.idleTimeout,
+		LoginDelay:         cfg.loginDelay,
 	})
 	srv := be.Server()
 
@@ -250,11 +292,11 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 		if cfg.insecureAuth && cfg.tls == nil && !isLoopback(imapLn.Addr()) {
 			log.Warn("plaintext authentication allowed on a non-loopback address: passwords cross the network in clear", "addr", imapLn.Addr().String())
 		}
-		start(func() error { return wrap("serve IMAP", srv.Serve(imapLn)) })
+		start(func() error { return wrap("serve IMAP", srv.Serve(be.Listener(imapLn))) })
 	}
 	if imapsLn != nil {
 		log.Info("serving IMAPS", "addr", imapsLn.Addr().String())
-		tlsLn := tls.NewListener(imapsLn, cfg.tls)
+		tlsLn := tls.NewListener(be.Listener(imapsLn), cfg.tls)
 		start(func() error { return wrap("serve IMAPS", srv.Serve(tlsLn)) })
 	}
 	var lmtpSrv *lmtp.Server
@@ -280,6 +322,10 @@ func serveIMAP(ctx context.Context, log *slog.Logger, st *store.Store, cfg imapC
 		}
 	}
 	cancel()
+	// BYE to the IMAP clients first: srv.Close cuts connections without a word.
+	byeCtx, byeCancel := context.WithTimeout(context.Background(), imapShutdownGrace)
+	be.Shutdown(byeCtx)
+	byeCancel()
 	if cerr := srv.Close(); cerr != nil {
 		log.Debug("close IMAP server", "err", cerr)
 	}

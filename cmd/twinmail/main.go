@@ -61,6 +61,7 @@ var commands = []commandInfo{
 	{"replicate", "run the replication worker of a pair of replicas", func(s stdio) command { return newReplicateCmd(s) }},
 	{"verify", "compare two replicas; exit 0 when identical", func(s stdio) command { return newVerifyCmd(s) }},
 	{"status", "show how far a pair of replicas is from agreement", func(s stdio) command { return newStatusCmd(s) }},
+	{"scenario", "run replica-conflict scenarios, or explore random ones", func(s stdio) command { return newScenarioCmd(s) }},
 	{"dev", "run a private PostgreSQL cluster and serve IMAP on loopback, for trying twinmail out", func(s stdio) command { return newDevCmd(s) }},
 	{"version", "print the version", func(s stdio) command { return newVersionCmd(s) }},
 }
@@ -114,7 +115,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run "twinmail <command> --help" for a command's flags.

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -132,27 +133,62 @@ func asIMAPError(err error, target **imap.Error) bool {
 	return ok
 }
 
-// deliverLMTP delivers messages through LMTP, one transaction each.
+// deliverLMTP delivers messages through LMTP, one transaction each. Like an MTA, it
+// retries a delivery that got a temporary failure or a dropped connection (a replica
+// restarting): the message was not acknowledged, so retrying cannot duplicate it.
 func deliverLMTP(addr, account, folder string, names []string) error {
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return fmt.Errorf("connect to LMTP %s: %w", addr, err)
-	}
-	c := smtp.NewClientLMTP(conn)
-	defer c.Close()
-	if err := c.Hello("scenario.example"); err != nil {
-		return fmt.Errorf("LHLO: %w", err)
-	}
 	rcpt := account + "@example.org"
 	if !strings.EqualFold(folder, "INBOX") {
 		rcpt = account + "+" + folder + "@example.org"
 	}
+	var c *smtp.Client
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	connect := func() error {
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("connect to LMTP %s: %w", addr, err)
+		}
+		c = smtp.NewClientLMTP(conn)
+		if err := c.Hello("scenario.example"); err != nil {
+			c.Close()
+			c = nil
+			return fmt.Errorf("LHLO: %w", err)
+		}
+		return nil
+	}
 	for _, n := range names {
-		if err := c.SendMail("sender@example.org", []string{rcpt}, bytes.NewReader(messageBytes(n, account))); err != nil {
+		var err error
+		for attempt := 0; attempt < 8; attempt++ {
+			if attempt > 0 {
+				time.Sleep(time.Duration(attempt) * 150 * time.Millisecond)
+			}
+			if c == nil {
+				if err = connect(); err != nil {
+					continue
+				}
+			}
+			if err = c.SendMail("sender@example.org", []string{rcpt}, bytes.NewReader(messageBytes(n, account))); err == nil {
+				break
+			}
+			var se *smtp.SMTPError
+			if errors.As(err, &se) && se.Code >= 500 {
+				return fmt.Errorf("deliver %s over LMTP: %w", n, err)
+			}
+			c.Close()
+			c = nil
+		}
+		if err != nil {
 			return fmt.Errorf("deliver %s over LMTP: %w", n, err)
 		}
 	}
-	return c.Quit()
+	if c != nil {
+		_ = c.Quit()
+	}
+	return nil
 }
 
 // deliverAppend delivers messages through IMAP APPEND.
@@ -221,6 +257,7 @@ type session struct {
 	known    []imap.UID // the client's view, by sequence number
 	maxSeen  imap.UID
 	problems []string
+	gone     bool // its folder was deleted or renamed away: nothing left to check
 }
 
 type sessionEvent struct {
@@ -327,8 +364,13 @@ func (s *session) checkNew(uids []imap.UID, k int) {
 
 // startIdle enters IDLE.
 func (s *session) startIdle() error {
-	if s.idle != nil {
+	if s.idle != nil || s.gone {
 		return nil
+	}
+	if s.c == nil {
+		if err := s.reopen(); err != nil || s.gone {
+			return err
+		}
 	}
 	cmd, err := s.c.Idle()
 	if err != nil {
@@ -341,8 +383,11 @@ func (s *session) startIdle() error {
 // poll ends IDLE, sends NOOP, applies the updates it got and checks the view against a
 // fresh FETCH 1:* (UID). A dropped connection is reopened (as a client would).
 func (s *session) poll() error {
+	if s.gone {
+		return nil
+	}
 	if s.c == nil {
-		return s.open()
+		return s.reopen()
 	}
 	var err error
 	if s.idle != nil {
@@ -358,7 +403,7 @@ func (s *session) poll() error {
 	if err != nil {
 		s.c.Close()
 		s.c = nil
-		return s.open()
+		return s.reopen()
 	}
 	s.applyEvents()
 	uids, err := s.fetchUIDs()
@@ -378,6 +423,18 @@ func (s *session) poll() error {
 	s.checkNew(uids, len(s.known))
 	s.known = uids
 	return nil
+}
+
+// reopen reconnects after the server dropped the connection (a restart, or its folder was
+// deleted). A folder that no longer exists ends the session's checks.
+func (s *session) reopen() error {
+	err := s.open()
+	var ie *imap.Error
+	if err != nil && errors.As(err, &ie) && ie.Code == imap.ResponseCodeNonExistent {
+		s.gone = true
+		return nil
+	}
+	return err
 }
 
 // applyEvents replays EXPUNGE and EXISTS on the client's view.

@@ -277,6 +277,16 @@ func checkExpect(st Step) error {
 	switch a[3] {
 	case "has", "lacks", "once":
 		return msgNames(rest)
+	case "unique":
+		if len(rest) != 0 {
+			return fmt.Errorf("usage: expect SIDE ACCOUNT FOLDER|* unique")
+		}
+		return nil
+	}
+	if a[2] == "*" {
+		return fmt.Errorf("folder * (all folders) works only with has, lacks and unique")
+	}
+	switch a[3] {
 	case "count":
 		if len(rest) != 1 || !isNumOrVar(rest[0]) {
 			return fmt.Errorf("usage: expect SIDE ACCOUNT FOLDER count N")

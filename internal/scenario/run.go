@@ -83,13 +83,12 @@ func (r *Runner) Run(ctx context.Context, sc *Scenario) *Result {
 	start := time.Now()
 	res := &Result{Name: sc.Name, File: sc.File}
 	r.printf("=== RUN   %s (%s)\n", sc.Name, sc.File)
-	p, err := r.Env.NewPair(ctx, r.Seed)
+	x, err := r.begin(ctx)
 	if err != nil {
 		res.Failures = append(res.Failures, Failure{Step: Step{File: sc.File}, Msg: "set up the pair: " + err.Error()})
 		res.Duration = time.Since(start)
 		return res
 	}
-	x := &run{r: r, ctx: ctx, p: p, ctl: map[string]*imapclient.Client{}, sessions: map[string]*session{}, vars: map[string]uint64{}, accounts: map[string]bool{}}
 	defer x.close()
 	for _, st := range sc.Steps {
 		res.Steps++
@@ -119,6 +118,15 @@ func (r *Runner) Run(ctx context.Context, sc *Scenario) *Result {
 		r.printf("--- FAIL  %s (%s): %d failed expectation(s)\n", sc.Name, res.Duration.Round(time.Millisecond), len(res.Failures))
 	}
 	return res
+}
+
+// begin starts a fresh pair for a scenario.
+func (r *Runner) begin(ctx context.Context) (*run, error) {
+	p, err := r.Env.NewPair(ctx, r.Seed)
+	if err != nil {
+		return nil, err
+	}
+	return &run{r: r, ctx: ctx, p: p, ctl: map[string]*imapclient.Client{}, sessions: map[string]*session{}, vars: map[string]uint64{}, accounts: map[string]bool{}}, nil
 }
 
 func (r *Runner) printf(format string, args ...any) {
@@ -579,6 +587,9 @@ func (x *run) expect(st Step) error {
 		return nil
 	}
 	account, folder, what, rest := a[1], a[2], a[3], a[4:]
+	if folder == "*" {
+		return x.expectAll(a[0], account, what, expandNames(rest))
+	}
 	for _, i := range sidesOf(strings.ToLower(a[0])) {
 		fs, err := x.folder(i, account, folder)
 		if err != nil {
@@ -610,6 +621,10 @@ func (x *run) expect(st Step) error {
 				if len(fs.byName(n)) > 0 {
 					return fail("message %s is in %s", n, folder)
 				}
+			}
+		case "unique":
+			if d := duplicates(fs); len(d) > 0 {
+				return fail("messages more than once in %s: %s", folder, strings.Join(d, " "))
 			}
 		case "count":
 			want, err := x.num(rest[0])
@@ -648,6 +663,90 @@ func (x *run) expect(st Step) error {
 			}
 			if !compare(uint64(fs.UIDNext), rest[0], want) {
 				return fail("UIDNEXT is %d, want %s %d", fs.UIDNext, rest[0], want)
+			}
+		}
+	}
+	return nil
+}
+
+func duplicates(fs folderState) []string {
+	seen := map[string]int{}
+	for _, e := range fs.Entries {
+		seen[e.Name]++
+	}
+	var d []string
+	for n, c := range seen {
+		if c > 1 {
+			d = append(d, fmt.Sprintf("%s(x%d)", n, c))
+		}
+	}
+	slices.Sort(d)
+	return d
+}
+
+// allFolders reads every folder of an account on a side.
+func (x *run) allFolders(i int, account string) (map[string]folderState, error) {
+	c, err := x.client(i, account)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: list: %w", sideNames[i], err)
+	}
+	out := map[string]folderState{}
+	for _, l := range list {
+		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			continue
+		}
+		fs, err := readFolder(c, l.Mailbox)
+		if err != nil {
+			return nil, fmt.Errorf("replica %s: %w", sideNames[i], err)
+		}
+		out[l.Mailbox] = fs
+	}
+	return out, nil
+}
+
+// expectAll checks has / lacks / unique across all folders: "has" means exactly once in
+// the whole account.
+func (x *run) expectAll(sides, account, what string, names []string) error {
+	for _, i := range sidesOf(strings.ToLower(sides)) {
+		folders, err := x.allFolders(i, account)
+		if err != nil {
+			return err
+		}
+		describe := func() string {
+			var sb strings.Builder
+			keys := make([]string, 0, len(folders))
+			for k := range folders {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				fmt.Fprintf(&sb, "%s %s/%s: %s\n", sideNames[i], account, k, folders[k])
+			}
+			return sb.String()
+		}
+		where := map[string][]string{}
+		for name, fs := range folders {
+			if what == "unique" {
+				if d := duplicates(fs); len(d) > 0 {
+					return expectf(describe(), "replica %s: messages more than once in %s: %s", sideNames[i], name, strings.Join(d, " "))
+				}
+			}
+			for _, e := range fs.Entries {
+				where[e.Name] = append(where[e.Name], name)
+			}
+		}
+		for _, n := range names {
+			switch {
+			case what == "has" && len(where[n]) == 0:
+				return expectf(describe(), "replica %s: message %s is lost (in no folder)", sideNames[i], n)
+			case what == "has" && len(where[n]) > 1:
+				return expectf(describe(), "replica %s: message %s is in %d places: %s", sideNames[i], n, len(where[n]), strings.Join(where[n], ", "))
+			case what == "lacks" && len(where[n]) > 0:
+				return expectf(describe(), "replica %s: message %s is in %s", sideNames[i], n, strings.Join(where[n], ", "))
 			}
 		}
 	}

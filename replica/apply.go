@@ -26,6 +26,16 @@ func (w *Worker) syncMailboxes(ctx context.Context, acct store.AccountID) (bool,
 	if opsA.Empty() && opsB.Empty() {
 		return false, nil
 	}
+	// A mailbox (re-)created on one side must be read in full on both sides next: the side
+	// that kept it has history (tombstones, messages) older than its sync point.
+	for _, c := range append(slices.Clone(opsA.Create), opsB.Create...) {
+		if err := w.opts.A.ResetSyncPoint(ctx, w.idB, acct, c.ID); err != nil {
+			return false, fmt.Errorf("replica A: %w", err)
+		}
+		if err := w.opts.B.ResetSyncPoint(ctx, w.idA, acct, c.ID); err != nil {
+			return false, fmt.Errorf("replica B: %w", err)
+		}
+	}
 	if !opsA.Empty() {
 		if err := w.opts.A.ApplyMailboxOps(ctx, acct, opsA); err != nil {
 			return true, fmt.Errorf("replica A: %w", err)

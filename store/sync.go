@@ -767,3 +767,12 @@ func bulkInsert(ctx context.Context, tx pgx.Tx, acct AccountID, ins []SyncInsert
 	}
 	return nil
 }
+
+// ResetSyncPoint forgets what this side agreed with peer about a mailbox, so the next round
+// reads all of it again (after the mailbox was re-created on the peer).
+func (s *Store) ResetSyncPoint(ctx context.Context, peer string, acct AccountID, mbox MailboxID) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM sync_points WHERE peer = $1 AND account_id = $2 AND mailbox_id = $3`, peer, acct, mbox); err != nil {
+		return fmt.Errorf("reset sync point: %w", err)
+	}
+	return nil
+}

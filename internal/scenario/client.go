@@ -345,6 +345,12 @@ func (s *session) problem(format string, args ...any) {
 
 // checkNew checks the UIDs beyond the first k (the ones the client did not know).
 func (s *session) checkNew(uids []imap.UID, k int) {
+	s.checkFresh(uids, uids[min(k, len(uids)):])
+}
+
+// checkFresh checks a view for duplicates and that the fresh (newly learnt) UIDs are above
+// every UID seen before.
+func (s *session) checkFresh(uids, fresh []imap.UID) {
 	seen := map[imap.UID]bool{}
 	for _, u := range uids {
 		if seen[u] {
@@ -352,7 +358,7 @@ func (s *session) checkNew(uids []imap.UID, k int) {
 		}
 		seen[u] = true
 	}
-	for _, u := range uids[min(k, len(uids)):] {
+	for _, u := range fresh {
 		if u <= s.maxSeen {
 			s.problem("new message at UID %d, not above UID %d it had already seen", u, s.maxSeen)
 		}
@@ -410,18 +416,25 @@ func (s *session) poll() error {
 	if err != nil {
 		return err
 	}
-	s.applyEvents() // EXISTS that came with the FETCH belong to the next round
 	if len(uids) < len(s.known) {
 		s.problem("FETCH 1:* returned %d messages, the client was told of %d", len(uids), len(s.known))
 	}
-	for i, u := range s.known {
-		if i < len(uids) && uids[i] != u {
-			s.problem("message %d was UID %d, now UID %d without an EXPUNGE", i+1, u, uids[i])
-			break
+	// Known UIDs must still be where they were; messages announced by EXISTS (0 in the
+	// view) and any beyond are new and must be above every UID seen before.
+	var fresh []imap.UID
+	for i, u := range uids {
+		switch {
+		case i < len(s.known) && s.known[i] != 0:
+			if s.known[i] != u {
+				s.problem("message %d was UID %d, now UID %d without an EXPUNGE", i+1, s.known[i], u)
+			}
+		default:
+			fresh = append(fresh, u)
 		}
 	}
-	s.checkNew(uids, len(s.known))
+	s.checkFresh(uids, fresh)
 	s.known = uids
+	s.applyEvents() // EXISTS that came with the FETCH: placeholders for the next round
 	return nil
 }
 
@@ -455,7 +468,10 @@ func (s *session) applyEvents() {
 			if int(*ev.exists) < len(s.known) {
 				s.problem("EXISTS %d below the %d messages it knows without EXPUNGE", *ev.exists, len(s.known))
 			}
-			// The new messages' UIDs are learnt by the next FETCH.
+			// The new messages' UIDs are learnt by the next FETCH: 0 until then.
+			for len(s.known) < int(*ev.exists) {
+				s.known = append(s.known, 0)
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -32,8 +33,12 @@ var DefaultMailboxes = []struct{ Name, SpecialUse string }{
 }
 
 // dummyHash is compared against when an account does not exist, so a failed login costs the
-// same time whether or not the name is known.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("twinmail-no-such-account"), bcrypt.DefaultCost)
+// same time whether or not the name is known. It is made on first use: every process
+// (even `twinmail --help`) would otherwise pay for a bcrypt at start.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("twinmail-no-such-account"), bcrypt.DefaultCost)
+	return h
+})
 
 // ValidateAccountName reports whether name can name an account: 1-255 printable
 // characters without spaces.
@@ -106,7 +111,7 @@ func (s *Store) Authenticate(ctx context.Context, name, password string) (Accoun
 	var hash string
 	err := s.pool.QueryRow(ctx, qAccountByName, name).Scan(&acct.ID, &acct.Name, &hash, &acct.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return Account{}, ErrAuthFailed
 	}
 	if err != nil {

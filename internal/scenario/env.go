@@ -243,14 +243,15 @@ func (p *Pair) stopServers(s *side) {
 // restartServers drops every connection of a side and serves again on the same ports.
 func (p *Pair) restartServers(s *side) error {
 	p.stopServers(s)
-	var err error
-	for range 50 {
-		if err = p.startServers(s, s.imapAdr, s.lmtpAdr); err == nil {
+	for range 20 {
+		if err := p.startServers(s, s.imapAdr, s.lmtpAdr); err == nil {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
-	return err
+	// Someone else took a port meanwhile (an outgoing connection's ephemeral port, say):
+	// serve on new ones; clients follow the side's current addresses.
+	return p.startServers(s, "127.0.0.1:0", "127.0.0.1:0")
 }
 
 func (p *Pair) startWorker() {

@@ -352,7 +352,15 @@ func (x *run) step(st Step) error {
 			x.p.stopServers(s)
 			return nil
 		}
-		return x.p.restartServers(s)
+		if err := x.p.restartServers(s); err != nil {
+			return err
+		}
+		for _, sess := range x.sessions {
+			if sess.side == sideIndex(a[0]) {
+				sess.addr = s.imapAdr
+			}
+		}
+		return nil
 	case "deliver":
 		i := sideIndex(a[0])
 		rest := a[3:]
@@ -523,6 +531,7 @@ func (x *run) sync(timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	same := 0
+	start := x.p.worker.Stats()
 	for {
 		diffs, err := replica.Verify(x.ctx, x.p.sides[0].st, x.p.sides[1].st, 10)
 		if err == nil && len(diffs) == 0 {
@@ -533,7 +542,11 @@ func (x *run) sync(timeout time.Duration) error {
 		} else {
 			same = 0
 		}
-		if time.Now().After(deadline) {
+		// A worker that fails round after round without a good one will not converge:
+		// say so now rather than at the deadline.
+		st := x.p.worker.Stats()
+		stuck := st.Errors-start.Errors >= 10 && st.Rounds-st.Errors-st.Conflicts == start.Rounds-start.Errors-start.Conflicts
+		if time.Now().After(deadline) || stuck {
 			var sb strings.Builder
 			for _, d := range diffs {
 				fmt.Fprintln(&sb, d)
@@ -541,8 +554,10 @@ func (x *run) sync(timeout time.Duration) error {
 			if err != nil {
 				fmt.Fprintln(&sb, err)
 			}
-			st := x.p.worker.Stats()
 			fmt.Fprintf(&sb, "worker: %d rounds, %d errors, last error: %s\n", st.Rounds, st.Errors, st.LastError)
+			if stuck {
+				return expectf(sb.String(), "replicas did not converge: the worker failed %d rounds in a row", st.Errors-start.Errors)
+			}
 			return expectf(sb.String(), "replicas did not converge within %s", timeout)
 		}
 		x.p.worker.Wake()

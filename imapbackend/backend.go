@@ -66,6 +66,7 @@ type Backend struct {
 	insecureAuth bool
 	idleTimeout  time.Duration // 0: no autologout
 	hub          *hub
+	views        viewCache // cache.go: SELECT's UID lists
 	lim          *limiter
 
 	// ctx is the server's context that sessions derive theirs from; cancel ends it when

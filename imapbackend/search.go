@@ -107,6 +107,9 @@ func searchCriteria(v *view, saved []store.UID, c *imap.SearchCriteria) store.Se
 		Larger:     c.Larger,
 		Smaller:    c.Smaller,
 	}
+	if c.ModSeq != nil {
+		out.ModSeq = store.ModSeq(c.ModSeq.ModSeq)
+	}
 	addSet := func(refs []msgRef) {
 		if len(refs) == 0 {
 			out.UIDs = append(out.UIDs, store.UIDSet{})

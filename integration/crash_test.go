@@ -18,8 +18,8 @@ import (
 func TestCrashWorkerKilled(t *testing.T) {
 	t.Parallel()
 	const (
-		iterations = 20
-		initial    = 150 // per side and folder
+		iterations = 16
+		initial    = 120 // per side and folder
 		between    = 12  // per side, between kills
 	)
 	p := newReplicaPair(t)
@@ -32,29 +32,31 @@ func TestCrashWorkerKilled(t *testing.T) {
 	clients := map[string][]*rclient{"A": p.dialN(t, "A", 3), "B": p.dialN(t, "B", 3)}
 	monitor := map[string]*rclient{"A": cA, "B": cB}
 
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	t.Logf("seed-less random kill points; see the per-iteration log below")
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 7)) // used under mu
+	t.Logf("random seed %d", seed)
 	want := map[string][]string{}
 	var mu sync.Mutex
 	seq := 0
-	deliver := func(tag string, perSide int, spread bool) {
-		t.Helper()
+	// deliverSome APPENDs perSide messages on each side, spread over the folders.
+	var deliverErr error
+	deliverSome := func(tag string, perSide int) error {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i, side := range []string{"A", "B"} {
 			var ds []delivery
+			mu.Lock()
 			for k := range perSide {
 				f := folders[k%len(folders)]
-				if spread {
+				if tag != "init" {
 					f = folders[rng.IntN(len(folders))]
 				}
 				seq++
 				id := fmt.Sprintf("%s-%d@%s", tag, seq, strings.ToLower(side))
 				ds = append(ds, delivery{Mailbox: f, ID: id})
-				mu.Lock()
 				want[f] = append(want[f], id)
-				mu.Unlock()
 			}
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -64,9 +66,10 @@ func TestCrashWorkerKilled(t *testing.T) {
 		wg.Wait()
 		for _, err := range errs {
 			if err != nil {
-				t.Fatalf("deliver %s: %v", tag, err)
+				return fmt.Errorf("deliver %s: %w", tag, err)
 			}
 		}
+		return nil
 	}
 	hist := newUIDHistory()
 	observe := func() {
@@ -81,38 +84,57 @@ func TestCrashWorkerKilled(t *testing.T) {
 	}
 
 	start := time.Now()
-	deliver("init", 2*initial, false)
+	if err := deliverSome("init", 2*initial); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("delivered %d messages per side in %v", 2*initial, time.Since(start).Round(time.Millisecond))
 	observe()
 
-	var workLogs []string
-	killedMidRound := 0
+	active := 0
 	for it := range iterations {
 		w := p.startWorker(t, "--sweep", "500ms", "--batch-size", "40")
-		var delay time.Duration
-		afterActive := it%2 == 1
-		if afterActive {
-			// Kill while it works: after it took the lock.
+		// Every fourth worker dies while it starts and takes its locks; the others at a
+		// random point after they became active, i.e. in the middle of their rounds.
+		fromStart := it%4 == 0
+		if !fromStart {
 			w.waitLog(t, logActive, 1, 30*time.Second)
 		}
-		delay = time.Duration(rng.IntN(300)) * time.Millisecond
+		// Every third run, clients deliver while the worker runs, so that its writes race
+		// theirs.
+		var concurrent sync.WaitGroup
+		if it%3 == 1 {
+			concurrent.Add(1)
+			go func() {
+				defer concurrent.Done()
+				deliverErr = deliverSome(fmt.Sprintf("during%d", it), between)
+			}()
+		}
+		mu.Lock()
+		delay := time.Duration(rng.IntN(300)) * time.Millisecond
+		mu.Unlock()
 		time.Sleep(delay)
 		w.kill()
-		out := w.output.String()
-		rounds := strings.Count(out, "replication round")
-		if strings.Contains(out, logActive) {
-			killedMidRound++
+		concurrent.Wait()
+		if deliverErr != nil {
+			t.Fatal(deliverErr)
 		}
-		workLogs = append(workLogs, out)
-		t.Logf("iteration %d: killed %v after %s; %d round(s) logged", it, delay, map[bool]string{true: "it became active", false: "its start"}[afterActive], rounds)
+		out := w.output.String()
+		if strings.Contains(out, logActive) {
+			active++
+		}
+		t.Logf("iteration %d: killed %v after %s; %d round(s) logged", it, delay,
+			map[bool]string{true: "its start", false: "it became active"}[fromStart], strings.Count(out, "replication round"))
 		if strings.Contains(out, "DATA RACE") || strings.Contains(out, "panic") {
 			t.Errorf("iteration %d: worker log has a panic or data race:\n%s", it, out)
 		}
-		deliver(fmt.Sprintf("it%d", it), between, true)
+		if err := deliverSome(fmt.Sprintf("it%d", it), between); err != nil {
+			t.Fatal(err)
+		}
 		observe()
 	}
-	if killedMidRound < iterations/3 {
-		t.Errorf("only %d of %d workers got to work before they were killed", killedMidRound, iterations)
+	t.Logf("%d of %d workers were killed after they became active", active, iterations)
+	if active < iterations/2 {
+		t.Errorf("only %d of %d workers got to work before they were killed", active, iterations)
 	}
 
 	res := p.replicateOnce(t)
@@ -129,11 +151,6 @@ func TestCrashWorkerKilled(t *testing.T) {
 	}
 	t.Logf("%d messages in all", total)
 	hist.report(t)
-	if t.Failed() {
-		for i, l := range workLogs {
-			t.Logf("worker log of iteration %d:\n%s", i, lastLines(l, 30))
-		}
-	}
 }
 
 // lastLines returns the last n lines of s.

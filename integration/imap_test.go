@@ -105,9 +105,7 @@ func TestAuth(t *testing.T) {
 		if err := c.Login("alice", pw("alice")).Wait(); err != nil {
 			t.Fatalf("LOGIN alice after a failed attempt = %v", err)
 		}
-		if st := c.State(); st != imap.ConnStateAuthenticated {
-			t.Errorf("state after LOGIN = %v, want authenticated", st)
-		}
+		waitState(t, c, imap.ConnStateAuthenticated, "LOGIN")
 		if _, ok := listAll(t, c, "*", nil)["INBOX"]; !ok {
 			t.Errorf("LIST after LOGIN has no INBOX")
 		}
@@ -120,9 +118,7 @@ func TestAuth(t *testing.T) {
 		if err := c.Authenticate(sasl.NewPlainClient("", "alice", pw("alice"))); err != nil {
 			t.Fatalf("AUTHENTICATE PLAIN alice = %v", err)
 		}
-		if st := c.State(); st != imap.ConnStateAuthenticated {
-			t.Errorf("state after AUTHENTICATE = %v, want authenticated", st)
-		}
+		waitState(t, c, imap.ConnStateAuthenticated, "AUTHENTICATE")
 		selectMbox(t, c, "INBOX", false)
 	})
 
@@ -358,6 +354,18 @@ func TestMailboxes(t *testing.T) {
 		if _, ok := listAll(t, c, "*", nil)["INBOX"]; !ok {
 			t.Errorf("INBOX gone after a refused DELETE INBOX")
 		}
+	})
+}
+
+// waitState waits for the client to record state after cmd: imapclient updates its state
+// just after Wait returns.
+func waitState(tb testing.TB, c *client, want imap.ConnState, cmd string) {
+	tb.Helper()
+	waitFor(tb, 5*time.Second, func() error {
+		if st := c.State(); st != want {
+			return fmt.Errorf("client state after %s = %v, want %v", cmd, st, want)
+		}
+		return nil
 	})
 }
 
@@ -1032,18 +1040,14 @@ func TestUnselectClose(t *testing.T) {
 	if err := c.Unselect().Wait(); err != nil {
 		t.Fatalf("UNSELECT = %v", err)
 	}
-	if c.State() != imap.ConnStateAuthenticated {
-		t.Errorf("state after UNSELECT = %v", c.State())
-	}
+	waitState(t, c, imap.ConnStateAuthenticated, "UNSELECT")
 	if sel := selectMbox(t, c, "INBOX", false); sel.NumMessages != 2 {
 		t.Errorf("EXISTS after UNSELECT = %d, want 2 (UNSELECT expunges nothing)", sel.NumMessages)
 	}
 	if err := c.UnselectAndExpunge().Wait(); err != nil {
 		t.Fatalf("CLOSE = %v", err)
 	}
-	if c.State() != imap.ConnStateAuthenticated {
-		t.Errorf("state after CLOSE = %v", c.State())
-	}
+	waitState(t, c, imap.ConnStateAuthenticated, "CLOSE")
 	if _, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{UID: true}).Collect(); err == nil {
 		t.Errorf("FETCH after CLOSE succeeded, want BAD/NO (no mailbox selected)")
 	}

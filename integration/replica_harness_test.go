@@ -68,6 +68,7 @@ func (p *replicaPair) replicateOnce(tb testing.TB, extra ...string) cliResult {
 		p.logStatus(tb)
 		tb.Fatalf("twinmail replicate --once: exit %d\nstdout: %s\nstderr (worker log):\n%s", res.Code, res.Stdout, res.Stderr)
 	}
+	checkCLILog(tb, "replicate --once", res)
 	tb.Logf("replicate --once took %v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(res.Stdout))
 	return res
 }
@@ -75,7 +76,19 @@ func (p *replicaPair) replicateOnce(tb testing.TB, extra ...string) cliResult {
 // verify runs `twinmail verify`.
 func (p *replicaPair) verify(tb testing.TB) cliResult {
 	tb.Helper()
-	return runCLI(tb, nil, "", append([]string{"verify"}, p.pairArgs()...)...)
+	res := runCLI(tb, nil, "", append([]string{"verify"}, p.pairArgs()...)...)
+	checkCLILog(tb, "verify", res)
+	return res
+}
+
+// checkCLILog fails the test if a command's output shows a panic or a data race.
+func checkCLILog(tb testing.TB, what string, res cliResult) {
+	tb.Helper()
+	for _, bad := range []string{"panic", "DATA RACE"} {
+		if strings.Contains(res.Stderr, bad) || strings.Contains(res.Stdout, bad) {
+			tb.Errorf("twinmail %s output contains %q:\n%s%s", what, bad, res.Stdout, res.Stderr)
+		}
+	}
 }
 
 // mustVerify fails the test unless `twinmail verify` exits 0.

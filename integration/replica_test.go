@@ -64,10 +64,7 @@ func TestReplicaClash(t *testing.T) {
 		if snap[n].ID != want {
 			t.Fatalf("watcher on %s: UID %d is %q, want %s (%v)", side, n, snap[n].ID, want, snap)
 		}
-		st := appA.mustStatus(t, "INBOX")
-		if side == "B" {
-			st = appB.mustStatus(t, "INBOX")
-		}
+		st := map[string]*rclient{"A": appA, "B": appB}[side].mustStatus(t, "INBOX")
 		oldNext = max(oldNext, uint32(st.UIDNext))
 		w.Log.take()
 	}
@@ -263,7 +260,7 @@ func TestReplicaBulkClash(t *testing.T) {
 
 	// What each side allocated while cut off, and its UIDNEXT.
 	alloc := map[string]map[string]map[imap.UID]bool{"A": {}, "B": {}} // side → folder → UIDs
-	next := map[string]uint32{}                                         // folder → max UIDNEXT
+	next := map[string]uint32{}                                        // folder → max UIDNEXT
 	for _, side := range []string{"A", "B"} {
 		for _, d := range plans[side] {
 			if alloc[side][d.Mailbox] == nil {

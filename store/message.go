@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const (
@@ -25,9 +26,34 @@ const (
 	qInsertPlacement = `INSERT INTO mailbox_messages (account_id, mailbox_id, uid, message_id, flags, modseq) VALUES ($1, $2, $3, $4, $5, $6)`
 	qAllUIDs         = `SELECT uid FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 ORDER BY uid`
 	qBody            = `SELECT data FROM bodies WHERE account_id = $1 AND digest = $2`
-	qChangedSince    = `SELECT uid, message_id, flags, modseq FROM mailbox_messages
-		WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 ORDER BY uid`
-	qExpungedSince = `SELECT uid FROM expunged WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 ORDER BY uid`
+	qBodies          = `SELECT b.data FROM unnest($2::bytea[]) WITH ORDINALITY AS d(digest, i)
+		LEFT JOIN bodies b ON b.account_id = $1 AND b.digest = d.digest ORDER BY d.i`
+
+	// qSnapshot reads a mailbox row and its UIDs in one statement, hence from one snapshot.
+	qSnapshot = `SELECT ` + qMailboxColumns + `,
+		ARRAY(SELECT uid FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 ORDER BY uid)
+		FROM mailboxes WHERE account_id = $1 AND id = $2`
+
+	// qChangesSince reads, in one statement (one snapshot), the mailbox's counters (kind 0),
+	// the tombstones (kind 1) and the new or changed messages (kind 2) above MODSEQ $3. When
+	// HIGHESTMODSEQ is not above $3, only the counters row comes back.
+	qChangesSince = `WITH mb AS (SELECT highest_modseq, uid_next FROM mailboxes WHERE account_id = $1 AND id = $2)
+		SELECT 0 AS kind, highest_modseq AS num, uid_next AS modseq, NULL::uuid AS message_id, NULL::text[] AS flags FROM mb
+		UNION ALL
+		SELECT 1, uid, modseq, NULL, NULL FROM expunged
+			WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 AND (SELECT highest_modseq FROM mb) > $3
+		UNION ALL
+		SELECT 2, uid, modseq, message_id, flags FROM mailbox_messages
+			WHERE account_id = $1 AND mailbox_id = $2 AND modseq > $3 AND (SELECT highest_modseq FROM mb) > $3
+		ORDER BY kind, num`
+
+	// qFirstUnseen uses the partial index mailbox_messages_unseen (00003_search.sql), whose
+	// predicate it repeats word for word.
+	qFirstUnseen = `SELECT uid FROM mailbox_messages
+		WHERE account_id = $1 AND mailbox_id = $2 AND uid <= $3 AND NOT (flags @> ARRAY['\Seen'])
+		ORDER BY uid LIMIT 1`
+
+	qVacuum = `VACUUM (ANALYZE) mailboxes, mailbox_messages, messages, bodies, expunged`
 )
 
 // Append stores a message in the named mailbox (ErrNoSuchMailbox). The body is stored once
@@ -118,66 +144,92 @@ func allUIDs(ctx context.Context, q pgx.Tx, acct AccountID, mbox MailboxID) ([]U
 	return uids, nil
 }
 
-// Snapshot reads the mailbox row and its UIDs in one transaction (for SELECT).
+// Snapshot reads the mailbox row and its UIDs from one snapshot of the database (for
+// SELECT), in one statement.
 func (s *Store) Snapshot(ctx context.Context, acct AccountID, mbox MailboxID) (Snapshot, error) {
-	var snap Snapshot
-	err := s.inSnapshot(ctx, func(tx pgx.Tx) error {
-		m, err := scanMailbox(tx.QueryRow(ctx, qMailboxByID, acct, mbox), acct)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNoSuchMailbox
-		}
-		if err != nil {
-			return err
-		}
-		snap.Mailbox = m
-		snap.UIDs, err = allUIDs(ctx, tx, acct, mbox)
-		return err
-	})
+	var m Mailbox
+	var uidv, uidNext, modseq int64
+	var uids []int64
+	err := s.pool.QueryRow(ctx, qSnapshot, acct, mbox).Scan(&m.ID, &m.Name, &uidv, &uidNext, &modseq, &m.Subscribed, &m.SpecialUse, &uids)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = ErrNoSuchMailbox
+	}
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("snapshot mailbox %s: %w", mbox, err)
+	}
+	m.Account, m.UIDValidity, m.UIDNext, m.HighestModSeq = acct, uint32(uidv), UID(uidNext), ModSeq(modseq)
+	snap := Snapshot{Mailbox: m, UIDs: make([]UID, len(uids))}
+	for i, u := range uids {
+		snap.UIDs[i] = UID(u)
 	}
 	return snap, nil
 }
 
 // ChangesSince returns, from one snapshot, the tombstones and the new or changed messages
-// whose MODSEQ is above since.
+// whose MODSEQ is above since. It is one statement, so one round trip.
 func (s *Store) ChangesSince(ctx context.Context, acct AccountID, mbox MailboxID, since ModSeq) (Changes, error) {
 	var ch Changes
-	err := s.inSnapshot(ctx, func(tx pgx.Tx) error {
-		m, err := scanMailbox(tx.QueryRow(ctx, qMailboxByID, acct, mbox), acct)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNoSuchMailbox
-		}
-		if err != nil {
-			return err
-		}
-		ch.HighestModSeq, ch.UIDNext = m.HighestModSeq, m.UIDNext
-		if m.HighestModSeq <= since {
-			return nil
-		}
-		rows, err := tx.Query(ctx, qExpungedSince, acct, mbox, int64(since))
-		if err != nil {
-			return err
-		}
-		ch.Expunged, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (UID, error) {
-			var u int64
-			err := r.Scan(&u)
-			return UID(u), err
-		})
-		if err != nil {
-			return err
-		}
-		rows, err = tx.Query(ctx, qChangedSince, acct, mbox, int64(since))
-		if err != nil {
-			return err
-		}
-		ch.Changed, err = pgx.CollectRows(rows, scanState)
-		return err
-	})
+	rows, err := s.pool.Query(ctx, qChangesSince, acct, mbox, int64(since))
 	if err != nil {
 		return Changes{}, fmt.Errorf("read changes of mailbox %s: %w", mbox, err)
 	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var (
+			kind        int32
+			num, modseq int64
+			id          *MessageID
+			flags       []string
+		)
+		if err := rows.Scan(&kind, &num, &modseq, &id, &flags); err != nil {
+			return Changes{}, fmt.Errorf("read changes of mailbox %s: %w", mbox, err)
+		}
+		switch kind {
+		case 0:
+			found = true
+			ch.HighestModSeq, ch.UIDNext = ModSeq(num), UID(modseq)
+		case 1:
+			ch.Expunged = append(ch.Expunged, UID(num))
+		case 2:
+			st := MessageState{UID: UID(num), Flags: flags, ModSeq: ModSeq(modseq)}
+			if id != nil {
+				st.Message = *id
+			}
+			ch.Changed = append(ch.Changed, st)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return Changes{}, fmt.Errorf("read changes of mailbox %s: %w", mbox, err)
+	}
+	if !found {
+		return Changes{}, fmt.Errorf("read changes of mailbox %s: %w", mbox, ErrNoSuchMailbox)
+	}
 	return ch, nil
+}
+
+// FirstUnseen returns the lowest UID of a message without \Seen among UIDs up to max, or 0
+// when there is none (for SELECT's [UNSEEN n]).
+func (s *Store) FirstUnseen(ctx context.Context, acct AccountID, mbox MailboxID, max UID) (UID, error) {
+	var u int64
+	err := s.pool.QueryRow(ctx, qFirstUnseen, acct, mbox, int64(max)).Scan(&u)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find first unseen message in mailbox %s: %w", mbox, err)
+	}
+	return UID(u), nil
+}
+
+// Vacuum vacuums and analyzes the message tables: it refreshes the planner's statistics and
+// merges the pending entries of the trigram indexes, which every search otherwise scans.
+// Autovacuum does this eventually; call it after a bulk load.
+func (s *Store) Vacuum(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, qVacuum); err != nil {
+		return fmt.Errorf("vacuum: %w", err)
+	}
+	return nil
 }
 
 func scanState(r pgx.CollectableRow) (MessageState, error) {
@@ -224,18 +276,21 @@ func stopOf(r UIDRange) int64 {
 }
 
 // FetchMeta calls fn for each live message whose UID is in uids, in ascending UID order.
-// fn must not call back into the store.
+// fn must not call back into the store, and must copy what it keeps: *MessageMeta and the
+// byte slices it holds (Digest, Envelope, BodyStructure) are reused for the next message;
+// Flags is a new slice for each message. Envelope and BodyStructure are the stored JSON as it
+// is, not validated again.
 func (s *Store) FetchMeta(ctx context.Context, acct AccountID, mbox MailboxID, uids UIDSet, fields MetaFields, fn func(*MessageMeta) error) error {
 	cols := "mm.uid, mm.message_id, mm.flags, mm.modseq, m.size, m.internal_date, m.digest"
 	if fields.Envelope {
-		cols += ", m.envelope"
+		cols += ", m.envelope::text"
 	} else {
-		cols += ", NULL::jsonb"
+		cols += ", NULL::text"
 	}
 	if fields.BodyStructure {
-		cols += ", m.bodystructure"
+		cols += ", m.bodystructure::text"
 	} else {
-		cols += ", NULL::jsonb"
+		cols += ", NULL::text"
 	}
 	cond, args := uidCond("mm.uid", uids, []any{acct, mbox})
 	q := `SELECT ` + cols + ` FROM mailbox_messages mm JOIN messages m ON m.account_id = mm.account_id AND m.id = mm.message_id
@@ -245,14 +300,19 @@ func (s *Store) FetchMeta(ctx context.Context, acct AccountID, mbox MailboxID, u
 		return fmt.Errorf("fetch messages: %w", err)
 	}
 	defer rows.Close()
-	var meta MessageMeta
+	var (
+		meta             MessageMeta
+		uid, modseq      int64
+		digest, env, bsj pgtype.DriverBytes
+	)
 	for rows.Next() {
-		var uid, modseq int64
-		meta.Envelope, meta.BodyStructure = nil, nil
-		if err := rows.Scan(&uid, &meta.Message, &meta.Flags, &modseq, &meta.Size, &meta.InternalDate, &meta.Digest, &meta.Envelope, &meta.BodyStructure); err != nil {
+		if err := rows.Scan(&uid, &meta.Message, &meta.Flags, &modseq, &meta.Size, &meta.InternalDate, &digest, &env, &bsj); err != nil {
 			return fmt.Errorf("fetch messages: %w", err)
 		}
 		meta.UID, meta.ModSeq = UID(uid), ModSeq(modseq)
+		meta.Digest = append(meta.Digest[:0], digest...)
+		meta.Envelope = appendOrNil(meta.Envelope, env)
+		meta.BodyStructure = appendOrNil(meta.BodyStructure, bsj)
 		if err := fn(&meta); err != nil {
 			return err
 		}
@@ -261,6 +321,14 @@ func (s *Store) FetchMeta(ctx context.Context, acct AccountID, mbox MailboxID, u
 		return fmt.Errorf("fetch messages: %w", err)
 	}
 	return nil
+}
+
+// appendOrNil copies src into buf's storage, keeping nil (SQL NULL) as nil.
+func appendOrNil(buf, src []byte) []byte {
+	if src == nil {
+		return nil
+	}
+	return append(buf[:0], src...)
 }
 
 // OpenBody returns the raw bytes of a message body and their size (ErrNoSuchMessage).
@@ -274,6 +342,23 @@ func (s *Store) OpenBody(ctx context.Context, acct AccountID, digest []byte) (io
 		return nil, 0, fmt.Errorf("read body: %w", err)
 	}
 	return io.NopCloser(bytes.NewReader(data)), int64(len(data)), nil
+}
+
+// ReadBodies returns the bodies with the given digests, in the same order, in one query; a
+// body that does not exist is nil. The caller bounds the total size.
+func (s *Store) ReadBodies(ctx context.Context, acct AccountID, digests [][]byte) ([][]byte, error) {
+	rows, err := s.pool.Query(ctx, qBodies, acct, digests)
+	if err != nil {
+		return nil, fmt.Errorf("read bodies: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, fmt.Errorf("read bodies: %w", err)
+	}
+	if len(out) != len(digests) {
+		return nil, fmt.Errorf("read bodies: got %d for %d digests", len(out), len(digests))
+	}
+	return out, nil
 }
 
 // StoreFlags changes the flags of the messages at uids and returns those whose flags changed,

@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/twinmail/twinmail/internal/mailparse"
 	"github.com/twinmail/twinmail/store"
@@ -163,4 +166,104 @@ func BenchmarkEnvelopeDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestFetchAcrossChunks fetches more messages than one metadata chunk holds, with UID gaps,
+// bodies large enough to split the body batches, and a non-PEEK section that sets \Seen.
+func TestFetchAcrossChunks(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.New(t)
+	acct, err := st.CreateAccount(ctx, "alice", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 2*fetchChunk + 7
+	big := map[int]bool{5: true, fetchChunk + 1: true, fetchChunk + 2: true, fetchChunk + 3: true}
+	raws := make(map[imap.UID]string)
+	var mb store.MailboxID
+	for i := range n {
+		raw := fmt.Sprintf("Subject: m%d\r\n\r\nbody %d\r\n", i, i)
+		if big[i] {
+			raw += strings.Repeat("0123456789abcdef", fetchBodyBytes/3/16) + "\r\n"
+		}
+		p := mailparse.Parse([]byte(raw))
+		res, err := st.Append(ctx, acct.ID, "INBOX", store.NewMessage{Raw: []byte(raw), Envelope: p.EnvelopeJSON, BodyStructure: p.BodyStructureJSON})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb = res.Mailbox
+		raws[imap.UID(res.UID)] = raw
+	}
+	// Gaps: expunge a few, one of them at a chunk boundary.
+	gone := store.UIDSet{{Start: 3, Stop: 4}, {Start: fetchChunk + 1, Stop: fetchChunk + 1}}
+	if _, err := st.StoreFlags(ctx, acct.ID, mb, gone, store.FlagsAdd, []string{store.FlagDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Expunge(ctx, acct.ID, mb, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range gone {
+		for u := r.Start; u <= r.Stop; u++ {
+			delete(raws, imap.UID(u))
+		}
+	}
+	var want []imap.UID
+	for u := range raws {
+		want = append(want, u)
+	}
+	slices.Sort(want)
+
+	c, err := imapclient.DialInsecure(serve(t, st), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "pw").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	all := imap.SeqSet{{Start: 1, Stop: 0}}
+
+	peek := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, RFC822Size: true, Envelope: true, BodySection: []*imap.FetchItemBodySection{peek}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != len(want) {
+		t.Fatalf("FETCH returned %d messages, want %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		raw := raws[want[i]]
+		if m.SeqNum != uint32(i+1) || m.UID != want[i] {
+			t.Fatalf("message %d: seq %d UID %d, want UID %d", i+1, m.SeqNum, m.UID, want[i])
+		}
+		if got := string(m.FindBodySection(peek)); got != raw || m.RFC822Size != int64(len(raw)) {
+			t.Fatalf("UID %d: BODY[] of %d bytes, RFC822.SIZE %d, want %d bytes", m.UID, len(got), m.RFC822Size, len(raw))
+		}
+		if subj := strings.TrimPrefix(strings.SplitN(raw, "\r\n", 2)[0], "Subject: "); m.Envelope == nil || m.Envelope.Subject != subj {
+			t.Fatalf("UID %d: envelope %+v, want subject %q", m.UID, m.Envelope, subj)
+		}
+		if len(m.Flags) != 0 {
+			t.Fatalf("UID %d: PEEK returned FLAGS %v", m.UID, m.Flags)
+		}
+	}
+
+	hdr := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject"}}
+	msgs, err = c.Fetch(all, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{hdr}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != len(want) {
+		t.Fatalf("second FETCH returned %d messages, want %d", len(msgs), len(want))
+	}
+	for _, m := range msgs {
+		if !slices.Contains(m.Flags, imap.FlagSeen) {
+			t.Fatalf("UID %d: FETCH BODY[HEADER.FIELDS] gave FLAGS %v, want \\Seen", m.UID, m.Flags)
+		}
+		if got, want := string(m.FindBodySection(hdr)), strings.SplitN(raws[m.UID], "\r\n", 2)[0]+"\r\n\r\n"; got != want {
+			t.Fatalf("UID %d: BODY[HEADER.FIELDS (Subject)] = %q, want %q", m.UID, got, want)
+		}
+	}
 }

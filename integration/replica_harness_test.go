@@ -671,12 +671,35 @@ func (h *uidHistory) poll(c *rclient, side, mailbox string) (snapshot, error) {
 	if st.UIDNext != 0 {
 		h.sawUIDNext(key, uint32(st.UIDNext))
 	}
-	_, snap, err := c.examine(mailbox)
+	sel, snap, err := c.examine(mailbox)
 	if err != nil {
 		return nil, err
 	}
+	if st.UIDNext != 0 && sel.UIDNext < st.UIDNext {
+		// Same connection, one command after the other: a fresh EXAMINE must not show an
+		// older mailbox than STATUS just did.
+		h.mu.Lock()
+		h.errs = append(h.errs, fmt.Sprintf("%s: EXAMINE reported UIDNEXT %d (%d messages, highest UID %d) right after STATUS reported UIDNEXT %d (%d messages) on the same connection: the fresh SELECT view is stale",
+			key, sel.UIDNext, sel.NumMessages, snap.maxUID(), st.UIDNext, derefU32(st.NumMessages)))
+		h.mu.Unlock()
+	}
 	h.observe(key, snap)
 	return snap, nil
+}
+
+func derefU32(p *uint32) uint32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+func (s snapshot) maxUID() imap.UID {
+	var m imap.UID
+	for u := range s {
+		m = max(m, u)
+	}
+	return m
 }
 
 // ---- parallel delivery ----

@@ -31,14 +31,15 @@ const imapShutdownGrace = 5 * time.Second
 //
 // Flag name reserved for later work: --replica-id ID.
 type serveCmd struct {
-	fs      *flagSet
-	db      string
-	logs    logFlags
-	imap    imapConfig
-	tlsCert string
-	tlsKey  string
-	migrate bool
-	logger  *slog.Logger
+	fs        *flagSet
+	db        string
+	logs      logFlags
+	imap      imapConfig
+	tlsCert   string
+	tlsKey    string
+	migrate   bool
+	replicaID string
+	logger    *slog.Logger
 }
 
 func newServeCmd(sio stdio) *serveCmd {
@@ -70,6 +71,8 @@ See docs/lmtp.md.`)
 	c.fs.DurationVar(&c.imap.idleTimeout, "idle-timeout", imapbackend.DefaultIdleTimeout, "log out a logged-in IMAP connection silent for this `duration` (RFC 3501: at least 30m); 0: never")
 	c.fs.DurationVar(&c.imap.loginDelay, "login-delay", imapbackend.DefaultLoginDelay, "after repeated failed logins from an address or for an account, delay each attempt by this `duration`, doubling up to 8 times as long; 0: no delay")
 	c.fs.BoolVar(&c.migrate, "migrate", false, "apply pending schema migrations before serving")
+	c.fs.StringVar(&c.replicaID, "replica-id", "", "give this database the replica `id` if it has none yet (a replica's id never\n"+
+		"changes: a different one is refused); default: a random id at first use")
 	c.fs.logFlags(&c.logs)
 	return c
 }
@@ -127,6 +130,11 @@ func (c *serveCmd) run(ctx context.Context) error {
 			return fmt.Errorf("%w (or start serve with --migrate)", err)
 		}
 		return schemaError(err)
+	}
+	if c.replicaID != "" {
+		if err := st.SetReplicaID(ctx, c.replicaID); err != nil {
+			return err
+		}
 	}
 	lns, err := c.imap.listen(ctx)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/twinmail/twinmail/internal/pgcluster"
+	"github.com/twinmail/twinmail/lmtp"
 	"github.com/twinmail/twinmail/store"
 )
 
@@ -120,7 +121,7 @@ func (c *devCmd) run(ctx context.Context) (err error) {
 		return c.runPair(ctx)
 	}
 	// Bind the IMAP port first: if it is taken, say so before spending seconds on PostgreSQL.
-	cfg := imapConfig{addr: c.imap, lmtpAddr: c.lmtp, insecureAuth: true}
+	cfg := imapConfig{addr: c.imap, lmtpAddr: c.lmtp, lmtpMaxSize: lmtp.DefaultMaxSize, insecureAuth: true}
 	lns, err := cfg.listen(ctx)
 	if err != nil {
 		return err

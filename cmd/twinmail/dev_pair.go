@@ -37,7 +37,7 @@ func (c *devCmd) runPair(ctx context.Context) (err error) {
 	addrs := []string{c.imap, c.imapB}
 	lmtpAddrs := []string{c.lmtp, c.lmtpB}
 	for i, r := range sides {
-		if r.lns, err = (imapConfig{addr: addrs[i], lmtpAddr: lmtpAddrs[i], insecureAuth: true}).listen(ctx); err != nil {
+		if r.lns, err = (imapConfig{addr: addrs[i], lmtpAddr: lmtpAddrs[i], lmtpMaxSize: lmtp.DefaultMaxSize, insecureAuth: true}).listen(ctx); err != nil {
 			return fmt.Errorf("replica %s: %w", r.name, err)
 		}
 		defer r.lns.close()

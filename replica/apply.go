@@ -26,6 +26,28 @@ func (w *Worker) syncMailboxes(ctx context.Context, acct store.AccountID) (bool,
 	if opsA.Empty() && opsB.Empty() {
 		return false, nil
 	}
+	for _, side := range []struct {
+		name string
+		ops  *store.MailboxOps
+	}{{"A", opsA}, {"B", opsB}} {
+		o := side.ops
+		if !o.Empty() {
+			w.log.Info("mailbox changes", "side", side.name, "account", acct, "create", len(o.Create), "rename", len(o.Rename),
+				"delete", len(o.Delete), "merge", len(o.Merge), "expunge_synced", len(o.ExpungeSynced), "subscribe", len(o.Subscribe))
+			for _, c := range o.Create {
+				w.log.Debug("create mailbox", "side", side.name, "name", c.Name, "id", c.ID)
+			}
+			for _, d := range o.Delete {
+				w.log.Debug("delete mailbox", "side", side.name, "id", d)
+			}
+			for _, r := range o.Rename {
+				w.log.Debug("rename mailbox", "side", side.name, "id", r.ID, "to", r.Name)
+			}
+			for _, m := range o.Merge {
+				w.log.Debug("merge mailbox", "side", side.name, "from", m.From, "to", m.To)
+			}
+		}
+	}
 	// A mailbox (re-)created on one side must be read in full on both sides next: the side
 	// that kept it has history (tombstones, messages) older than its sync point.
 	for _, c := range append(slices.Clone(opsA.Create), opsB.Create...) {

@@ -62,6 +62,8 @@ type Worker struct {
 
 	mu    sync.Mutex
 	stats Stats
+
+	roundMu sync.Mutex // held while a round runs
 }
 
 // New returns a worker for the pair. It reads both replica ids, so both sides must be up.
@@ -101,6 +103,14 @@ func (w *Worker) Stats() Stats {
 
 // Pause stops rounds until Resume (the link is "cut" as far as the pair is concerned).
 func (w *Worker) Pause() { w.paused.Store(true) }
+
+// PauseWait pauses and waits for a round in progress to finish, so that nothing crosses
+// between the sides after it returns.
+func (w *Worker) PauseWait() {
+	w.paused.Store(true)
+	w.roundMu.Lock()
+	defer w.roundMu.Unlock()
+}
 
 // Resume lets rounds run again and starts one at once.
 func (w *Worker) Resume() {
@@ -226,6 +236,8 @@ func (w *Worker) SyncOnce(ctx context.Context) error {
 
 // Round runs one pass over every account and reports whether it wrote anything.
 func (w *Worker) Round(ctx context.Context) (changed bool, err error) {
+	w.roundMu.Lock()
+	defer w.roundMu.Unlock()
 	var st roundStats
 	defer func() {
 		w.mu.Lock()

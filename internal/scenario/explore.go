@@ -98,6 +98,9 @@ func Explore(ctx context.Context, env *Env, opts ExploreOptions) (*ExploreResult
 type model struct {
 	must    map[string]bool            // delivered, acknowledged, never expunged or deleted
 	history map[string]map[string]bool // folders a message has been in
+	// linked joins folder names that may denote one mailbox (renames), union-find style:
+	// a rename may reach the other side after mail arrived there under the old name.
+	linked map[string]string
 	folders []string
 	next    int
 }
@@ -289,17 +292,36 @@ func (m *model) apply(st Step) {
 			addHist(n, a[3])
 		}
 	case "rename":
-		for _, h := range m.history {
-			if h[a[2]] {
-				h[a[3]] = true
-			}
-		}
+		m.link(a[2], a[3])
 	case "delete":
+		root := m.find(a[2])
 		for n, h := range m.history {
-			if h[a[2]] {
-				m.must[n] = false
+			for f := range h {
+				if m.find(f) == root {
+					m.must[n] = false
+				}
 			}
 		}
+	}
+}
+
+func (m *model) find(f string) string {
+	for {
+		p, ok := m.linked[f]
+		if !ok || p == f {
+			return f
+		}
+		f = p
+	}
+}
+
+func (m *model) link(a, b string) {
+	if m.linked == nil {
+		m.linked = map[string]string{}
+	}
+	ra, rb := m.find(a), m.find(b)
+	if ra != rb {
+		m.linked[ra] = rb
 	}
 }
 

@@ -318,7 +318,7 @@ func (x *run) step(st Step) error {
 		return x.lenient(c.Unsubscribe(a[2]).Wait())
 	case "cut":
 		x.p.paused = true
-		x.p.worker.Pause()
+		x.p.worker.PauseWait()
 		return nil
 	case "heal":
 		x.p.paused = false

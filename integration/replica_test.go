@@ -601,3 +601,45 @@ func TestReplicaTwoWorkers(t *testing.T) {
 		t.Errorf("INBOX: %v", err)
 	}
 }
+
+// TestReplicaFreshSelectAfterReplication: a message the worker copied to B is in the view of
+// a fresh SELECT on B as soon as STATUS on B counts it. A client that saw UIDNEXT u (through
+// STATUS, another connection or the other replica) must not be shown an older mailbox by a
+// later SELECT, or the messages below u appear later, under UIDs it already passed
+// (DESIGN invariants 2 and 3).
+func TestReplicaFreshSelectAfterReplication(t *testing.T) {
+	t.Parallel()
+	const rounds = 40
+	p := newReplicaPair(t)
+	cA, cB := p.dial(t, "A"), p.dial(t, "B")
+	w := p.startWorker(t, "--sweep", "1s")
+	w.waitLog(t, logActive, 1, 30*time.Second)
+	stale := 0
+	for i := range rounds {
+		uid := cA.mustAppend(t, "INBOX", fmt.Sprintf("fresh-%d@a", i))
+		// Poll B's STATUS until it counts the copy, then SELECT at once.
+		deadline := time.Now().Add(15 * time.Second)
+		var st *imap.StatusData
+		for {
+			st = cB.mustStatus(t, "INBOX")
+			if uint32(st.UIDNext) > uint32(uid) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: UID %d not replicated to B within 15s (STATUS UIDNEXT %d)", i, uid, st.UIDNext)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		sel, snap := cB.mustExamine(t, "INBOX")
+		if _, ok := snap[uid]; !ok || sel.UIDNext < st.UIDNext {
+			stale++
+			if stale <= 3 {
+				t.Errorf("round %d: STATUS on B reported UIDNEXT %d (%d messages), then a fresh EXAMINE on the same connection reported UIDNEXT %d with %d messages, without UID %d",
+					i, st.UIDNext, derefU32(st.NumMessages), sel.UIDNext, sel.NumMessages, uid)
+			}
+		}
+	}
+	if stale > 0 {
+		t.Errorf("%d of %d fresh SELECTs on B showed a mailbox older than STATUS had just shown", stale, rounds)
+	}
+}

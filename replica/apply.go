@@ -26,6 +26,9 @@ func (w *Worker) syncMailboxes(ctx context.Context, acct store.AccountID) (bool,
 	if opsA.Empty() && opsB.Empty() {
 		return false, nil
 	}
+	if err := w.fault("mailboxes-planned"); err != nil {
+		return false, err
+	}
 	for _, side := range []struct {
 		name string
 		ops  *store.MailboxOps

@@ -291,3 +291,36 @@ func TestCatchUpInBatches(t *testing.T) {
 		t.Errorf("B has %d messages, want 240", len(got))
 	}
 }
+
+// TestDeleteRacesDelivery: the peer deleted a mailbox and the worker decided to delete it
+// here too, but mail arrives here between that decision and its application. The mail must
+// not be deleted with the mailbox (found by scenario explore).
+func TestDeleteRacesDelivery(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	if _, err := p.a.CreateMailbox(ctx, p.acct.ID, "Orders", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	if err := p.b.DeleteMailbox(ctx, p.acct.ID, "Orders"); err != nil {
+		t.Fatal(err)
+	}
+	var late store.AppendResult
+	p.w.opts.Fault = func(point string) error {
+		if point == "mailboxes-planned" && late.UID == 0 {
+			late = deliver(t, p.a, p.acct, "Orders", "late")
+		}
+		return nil
+	}
+	p.sync(t)
+	p.w.opts.Fault = nil
+	if late.UID == 0 {
+		t.Fatal("the delivery hook never ran")
+	}
+	for _, s := range []*store.Store{p.a, p.b} {
+		got := contents(t, s, p.acct, "Orders")
+		if len(got) != 1 || got[late.UID].Message != late.Message {
+			t.Errorf("Orders = %+v, want just the late message", got)
+		}
+	}
+}

@@ -207,6 +207,15 @@ func (s *Store) ApplyMailboxOps(ctx context.Context, acct AccountID, ops *Mailbo
 			} else if err != nil {
 				return err
 			}
+			// The peer deleted it and we decided nothing here was unseen by the peer; mail
+			// that arrived since the decision must not go with it.
+			var unseen bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 AND sync_flags IS NULL)`, acct, id).Scan(&unseen); err != nil {
+				return err
+			}
+			if unseen {
+				return fmt.Errorf("%w: mail arrived in mailbox %s while deciding to delete it", ErrSyncConflict, id)
+			}
 			_, modseq, err := allocate(ctx, tx, acct, id, 0)
 			if err != nil {
 				return err

@@ -92,6 +92,12 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 	for _, b := range boxB {
 		nameB[b.Name] = b.ID
 	}
+	indexOf := func(ops *store.MailboxOps) map[store.MailboxID]store.SyncMailbox {
+		if ops == opsA {
+			return ma
+		}
+		return mb
+	}
 	// one handles a mailbox that only side x has.
 	one := func(x store.SyncMailbox, ty map[store.MailboxID]bool, nameY map[string]store.MailboxID, opsX, opsY *store.MailboxOps) {
 		if ty[x.ID] {
@@ -106,12 +112,24 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 			return
 		}
 		if other, ok := nameY[x.Name]; ok {
-			// Created independently under one name: one mailbox, the smaller id.
-			if bytes.Compare(x.ID[:], other[:]) < 0 {
-				opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
-			} else {
-				opsX.Merge = append(opsX.Merge, struct{ From, To store.MailboxID }{x.ID, other})
+			if _, shared := indexOf(opsX)[other]; !shared {
+				// Created independently under one name: one mailbox, the smaller id.
+				if bytes.Compare(x.ID[:], other[:]) < 0 {
+					opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
+				} else {
+					opsX.Merge = append(opsX.Merge, struct{ From, To store.MailboxID }{x.ID, other})
+				}
+				return
 			}
+			// The name belongs on y to a mailbox both sides have (renamed there): this new
+			// one gets a name of its own on both sides rather than being merged into it.
+			m := x.Mailbox
+			m.Name = disambiguate(x.Name, x.ID)
+			opsX.Rename = append(opsX.Rename, struct {
+				ID   store.MailboxID
+				Name string
+			}{x.ID, m.Name})
+			opsY.Create = append(opsY.Create, m)
 			return
 		}
 		opsY.Create = append(opsY.Create, x.Mailbox)
@@ -144,12 +162,28 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 			if chB && !chA || chA == chB && !aWins {
 				name = b.Name
 			}
+			// The name may be taken on a side by another mailbox (renames to one name on
+			// both sides): then this one gets a name of its own.
+			// (A holder that only one side has gets a name of its own in one, above.)
+			sharedHolder := func(names map[string]store.MailboxID) bool {
+				id, ok := names[name]
+				if !ok || id == a.ID {
+					return false
+				}
+				_, onA := ma[id]
+				_, onB := mb[id]
+				return onA && onB
+			}
+			if sharedHolder(nameA) || sharedHolder(nameB) {
+				name = disambiguate(name, a.ID)
+			}
 			if name != a.Name {
 				opsA.Rename = append(opsA.Rename, struct {
 					ID   store.MailboxID
 					Name string
 				}{a.ID, name})
-			} else {
+			}
+			if name != b.Name {
 				opsB.Rename = append(opsB.Rename, struct {
 					ID   store.MailboxID
 					Name string
@@ -373,4 +407,11 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// disambiguate gives a mailbox whose name is taken by another one a name of its own,
+// the same on both sides: "Name-" and 8 hex digits of its id's random part (the first
+// bytes of a UUIDv7 are a timestamp, shared by mailboxes made in the same millisecond).
+func disambiguate(name string, id store.MailboxID) string {
+	return fmt.Sprintf("%s-%x", name, id[12:])
 }

@@ -324,3 +324,52 @@ func TestDeleteRacesDelivery(t *testing.T) {
 		}
 	}
 }
+
+// TestRenameCollisions: two different mailboxes end up wanting one name (found by scenario
+// explore). Neither is merged into the other or lost; the pair converges with distinct names.
+func TestRenameCollisions(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	for _, n := range []string{"F2", "X", "Y"} {
+		if _, err := p.a.CreateMailbox(ctx, p.acct.ID, n, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver(t, p.a, p.acct, "F2", "in-f2")
+	deliver(t, p.a, p.acct, "X", "in-x")
+	deliver(t, p.a, p.acct, "Y", "in-y")
+	p.sync(t)
+	// A new mailbox on A takes the name a shared one gets on B.
+	if _, err := p.a.CreateMailbox(ctx, p.acct.ID, "G0", ""); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, p.a, p.acct, "G0", "in-g0")
+	if err := p.b.RenameMailbox(ctx, p.acct.ID, "F2", "R3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.RenameMailbox(ctx, p.acct.ID, "G0", "R3"); err != nil {
+		t.Fatal(err)
+	}
+	// Two shared mailboxes renamed to one name, one on each side.
+	if err := p.a.RenameMailbox(ctx, p.acct.ID, "X", "Z"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.b.RenameMailbox(ctx, p.acct.ID, "Y", "Z"); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	for _, s := range []*store.Store{p.a, p.b} {
+		boxes, err := s.ListMailboxes(ctx, p.acct.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, b := range boxes {
+			live, _, _ := s.MailboxContents(ctx, p.acct.ID, b.ID)
+			total += len(live)
+		}
+		if len(boxes) != len(store.DefaultMailboxes)+4 || total != 4 {
+			t.Errorf("%d mailboxes holding %d messages, want %d and 4", len(boxes), total, len(store.DefaultMailboxes)+4)
+		}
+	}
+}

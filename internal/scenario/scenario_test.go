@@ -53,28 +53,3 @@ func TestRunBasicClash(t *testing.T) {
 	}
 }
 
-func TestShippedScenarios(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the shipped scenarios run in ./integration; -short runs only the basic clash here")
-	}
-	ctx := context.Background()
-	env, err := NewEnv(ctx, EnvOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
-	files, _ := filepath.Glob("../../integration/scenarios/*.scenario")
-	for _, f := range files {
-		if strings.Contains(f, "long-cut") && os.Getenv("SCENARIO_ALL") == "" {
-			continue
-		}
-		sc, err := ParseFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &Runner{Env: env, Out: os.Stdout}
-		if res := r.Run(ctx, sc); !res.Passed() {
-			t.Errorf("%s failed: %v", sc.Name, res.Failures)
-		}
-	}
-}

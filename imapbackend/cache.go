@@ -20,7 +20,8 @@ const DefaultViewCacheBytes = 64 << 20
 // viewCache keeps, for each recently selected mailbox, its sorted UID list as of some
 // HIGHESTMODSEQ, so that SELECT does not read the whole list from the database every time.
 // It is brought up to date incrementally, with store.ChangesSince, when the hub says the
-// mailbox changed; the hub hears of every commit in any process through LISTEN/NOTIFY.
+// mailbox changed; the hub hears of every commit in any process through LISTEN/NOTIFY, and
+// SELECT tells it the HIGHESTMODSEQ of the mailbox row it reads anyway (selectView).
 //
 // How it stays correct:
 //   - An entry holds a reference on the mailbox's hub watch for as long as it is cached,
@@ -286,9 +287,14 @@ func (h *hub) refsOf(w *boxWatch) int {
 }
 
 // selectView returns the view a SELECT starts from and the mailbox's UIDNEXT, from the view
-// cache. The caller holds its own reference on the mailbox's hub watch.
-func (b *Backend) selectView(ctx context.Context, acct store.AccountID, mbox store.MailboxID) (*view, store.UID, error) {
-	snap, err := b.views.get(ctx, b.hub, b.store, acct, mbox)
+// cache. mbox is the mailbox row the SELECT just read: the view is brought at least up to its
+// HIGHESTMODSEQ, so that it is never older than anything the client could have seen before
+// this SELECT, whichever process or connection showed it (STATUS, another session, the other
+// replica), even when this process has not received the change's notification yet. The
+// caller holds its own reference on the mailbox's hub watch.
+func (b *Backend) selectView(ctx context.Context, acct store.AccountID, mbox store.Mailbox) (*view, store.UID, error) {
+	b.hub.bump(mbox.ID, mbox.HighestModSeq)
+	snap, err := b.views.get(ctx, b.hub, b.store, acct, mbox.ID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read mailbox view: %w", err)
 	}

@@ -49,7 +49,7 @@ func (s *Session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		return nil
 	}
 	r := &fetchReader{
-		s:        s,
+		b:        s.b,
 		acct:     s.account(),
 		mbox:     sel.mbox,
 		fields:   store.MetaFields{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil},
@@ -113,7 +113,7 @@ type fetchMeta struct {
 	store.MessageMeta
 	seenSet  bool
 	env, bs  [2]int // [start, end) in fetchBatch.text; start < 0 for SQL NULL
-	digestAt [2]int
+	digestAt [2]int // while reading: the digest's range in the chunk's digest bytes
 }
 
 // fetchBatch is what the reader hands to the writer: messages in UID order, the text their
@@ -128,7 +128,7 @@ type fetchBatch struct {
 // fetchReader reads a FETCH's messages from the store. It runs on its own goroutine and
 // touches no session state except through the hub.
 type fetchReader struct {
-	s        *Session
+	b        *Backend
 	acct     store.AccountID
 	mbox     store.Mailbox
 	fields   store.MetaFields
@@ -186,32 +186,39 @@ func (r *fetchReader) run(ctx context.Context, refs []msgRef, out chan<- fetchBa
 func (r *fetchReader) readChunk(ctx context.Context, refs []msgRef) (fetchBatch, error) {
 	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 	defer cancel()
-	st := r.s.b.store
+	st := r.b.store
 	metas := make([]fetchMeta, 0, len(refs))
-	var arena []byte
+	// The chunk's envelopes and body structures go into one string, which the envelope
+	// decoder slices without copying; digests into one byte slice.
+	var text strings.Builder
+	if r.fields.Envelope || r.fields.BodyStructure {
+		text.Grow(len(refs) * 512)
+	}
+	digests := make([]byte, 0, len(refs)*32)
 	span := func(b []byte) [2]int {
 		if b == nil {
 			return [2]int{-1, -1}
 		}
-		start := len(arena)
-		arena = append(arena, b...)
-		return [2]int{start, len(arena)}
+		start := text.Len()
+		text.Write(b)
+		return [2]int{start, text.Len()}
 	}
 	err := st.FetchMeta(ctx, r.acct, r.mbox.ID, uidSet(refs), r.fields, func(m *store.MessageMeta) error {
 		fm := fetchMeta{MessageMeta: *m}
 		fm.Digest, fm.Envelope, fm.BodyStructure = nil, nil, nil
-		fm.env, fm.bs, fm.digestAt = span(m.Envelope), span(m.BodyStructure), span(m.Digest)
+		fm.env, fm.bs = span(m.Envelope), span(m.BodyStructure)
+		fm.digestAt = [2]int{len(digests), len(digests) + len(m.Digest)}
+		digests = append(digests, m.Digest...)
 		metas = append(metas, fm)
 		return nil
 	})
 	if err != nil {
 		return fetchBatch{}, imapError(fmt.Errorf("read messages of mailbox %q: %w", r.mbox.Name, err), false)
 	}
-	b := fetchBatch{metas: metas, text: string(arena)}
+	b := fetchBatch{metas: metas, text: text.String()}
 	for i := range metas {
-		if d := metas[i].digestAt; d[0] >= 0 {
-			metas[i].Digest = arena[d[0]:d[1]:d[1]]
-		}
+		d := metas[i].digestAt
+		metas[i].Digest = digests[d[0]:d[1]:d[1]]
 	}
 	if !r.markSeen {
 		return b, nil
@@ -240,7 +247,7 @@ func (r *fetchReader) readChunk(ctx context.Context, refs []msgRef) (fetchBatch,
 		}
 	}
 	if top > 0 {
-		r.s.b.hub.bump(r.mbox.ID, top)
+		r.b.hub.bump(r.mbox.ID, top)
 	}
 	return b, nil
 }
@@ -253,7 +260,7 @@ func (r *fetchReader) readBodies(ctx context.Context, metas []fetchMeta) ([][]by
 	for i := range metas {
 		digests[i] = metas[i].Digest
 	}
-	bodies, err := r.s.b.store.ReadBodies(ctx, r.acct, digests)
+	bodies, err := r.b.store.ReadBodies(ctx, r.acct, digests)
 	if err != nil {
 		return nil, fmt.Errorf("read bodies in mailbox %q: %w", r.mbox.Name, err)
 	}

@@ -37,7 +37,7 @@ func envelopeCorpus(tb testing.TB) [][]byte {
 		}
 		out = append(out, mailparse.Parse(raw).EnvelopeJSON)
 	}
-	date := time.Date(2024, 2, 29, 23, 59, 58, 0, time.FixedZone("", -(9*3600 + 30*60)))
+	date := time.Date(2024, 2, 29, 23, 59, 58, 0, time.FixedZone("", -(9*3600+30*60)))
 	for _, env := range []*imap.Envelope{
 		nil,
 		{},

@@ -18,8 +18,9 @@ var systemFlags = []imap.Flag{
 }
 
 // Select opens a mailbox (SELECT, or EXAMINE when options.ReadOnly). The view comes from the
-// backend's view cache (cache.go), brought up to date with the store when the hub knows of
-// newer changes; the session registers with the hub first, so that no later change is missed.
+// backend's view cache (cache.go), brought up to date with the store when the mailbox row
+// just read or the hub knows of newer changes; the session registers with the hub first, so
+// that no later change is missed.
 func (s *Session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	ctx, cancel := s.cmdCtx()
 	defer cancel()
@@ -30,7 +31,7 @@ func (s *Session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		return nil, imapError(fmt.Errorf("select mailbox %q: %w", name, err), false)
 	}
 	watch := s.b.hub.acquire(mbox.ID)
-	v, uidNext, err := s.b.selectView(ctx, acct, mbox.ID)
+	v, uidNext, err := s.b.selectView(ctx, acct, mbox)
 	if err != nil {
 		s.b.hub.release(watch)
 		return nil, imapError(fmt.Errorf("select mailbox %q: %w", name, err), false)

@@ -93,12 +93,9 @@ func (s *Store) Append(ctx context.Context, acct AccountID, mailbox string, msg 
 	return res, nil
 }
 
-// insertMessage stores the body (if new) and the message row.
+// insertMessage stores the body (if new) and the message row, in one round trip.
 func insertMessage(ctx context.Context, tx pgx.Tx, acct AccountID, id MessageID, msg *NewMessage) error {
 	digest := sha256.Sum256(msg.Raw)
-	if _, err := tx.Exec(ctx, qInsertBody, acct, digest[:], len(msg.Raw), msg.Raw); err != nil {
-		return fmt.Errorf("store body: %w", err)
-	}
 	date := msg.InternalDate
 	if date.IsZero() {
 		date = time.Now()
@@ -114,9 +111,20 @@ func insertMessage(ctx context.Context, tx pgx.Tx, acct AccountID, id MessageID,
 	if len(bs) == 0 {
 		bs = json.RawMessage(`{}`)
 	}
-	_, err := tx.Exec(ctx, qInsertMessage, acct, id, digest[:], len(msg.Raw), date, sent, env, bs,
+	batch := &pgx.Batch{}
+	batch.Queue(qInsertBody, acct, digest[:], len(msg.Raw), msg.Raw)
+	batch.Queue(qInsertMessage, acct, id, digest[:], len(msg.Raw), date, sent, env, bs,
 		cleanText(msg.SearchHeader), cleanText(msg.SearchText))
-	if err != nil {
+	res := tx.SendBatch(ctx, batch)
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return fmt.Errorf("store body: %w", err)
+	}
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return fmt.Errorf("store message: %w", err)
+	}
+	if err := res.Close(); err != nil {
 		return fmt.Errorf("store message: %w", err)
 	}
 	return nil

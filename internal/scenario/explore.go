@@ -100,7 +100,7 @@ type model struct {
 	history map[string]map[string]bool // folders a message has been in
 	// linked joins folder names that may denote one mailbox (renames), union-find style:
 	// a rename may reach the other side after mail arrived there under the old name.
-	linked map[string]string
+	linked  map[string]string
 	folders []string
 	next    int
 }

@@ -52,4 +52,3 @@ func TestRunBasicClash(t *testing.T) {
 		t.Errorf("basic clash failed: %v", res.Failures)
 	}
 }
-

@@ -145,7 +145,13 @@ type cliResult struct {
 // status. env entries are added to the test process's environment (minus TWINMAIL_*).
 func runCLI(tb testing.TB, env []string, stdin string, args ...string) cliResult {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return runCLIWithin(tb, 2*time.Minute, env, stdin, args...)
+}
+
+// runCLIWithin is runCLI with a deadline of its own.
+func runCLIWithin(tb testing.TB, timeout time.Duration, env []string, stdin string, args ...string) cliResult {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, twinmailBin(tb), args...)
 	cmd.Env = append(cleanEnv(), env...)
@@ -163,7 +169,7 @@ func runCLI(tb testing.TB, env []string, stdin string, args ...string) cliResult
 		tb.Fatalf("run twinmail %s: %v", strings.Join(args, " "), err)
 	}
 	if ctx.Err() != nil {
-		tb.Fatalf("twinmail %s did not finish within 2 minutes; stderr:\n%s", strings.Join(args, " "), res.Stderr)
+		tb.Fatalf("twinmail %s did not finish within %s; stderr:\n%s", strings.Join(args, " "), timeout, res.Stderr)
 	}
 	return res
 }

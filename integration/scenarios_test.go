@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bytes"
-	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,23 +13,7 @@ import (
 // runScenarios runs `twinmail scenario ARGS...` with a long deadline.
 func runScenarios(t *testing.T, env []string, args ...string) cliResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, twinmailBin(t), append([]string{"scenario"}, args...)...)
-	cmd.Env = append(cleanEnv(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := cliResult{Stdout: stdout.String(), Stderr: stderr.String()}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		res.Code = exitErr.ExitCode()
-	default:
-		t.Fatalf("run twinmail scenario: %v", err)
-	}
-	return res
+	return runCLIWithin(t, 20*time.Minute, env, "", append([]string{"scenario"}, args...)...)
 }
 
 type junitReport struct {

@@ -374,54 +374,30 @@ func (x *run) step(st Step) error {
 		}
 		return deliverParallel(fn, addr, a[1], a[2], expandNames(rest))
 	case "store":
-		i := sideIndex(a[0])
-		set, err := x.uids(i, a[1], a[2], expandNames(a[3:4]))
-		if err != nil {
-			return err
-		}
-		c, _ := x.client(i, a[1])
-		if _, err := c.Select(a[2], nil).Wait(); err != nil {
-			return x.lenient(err)
-		}
-		defer func() { _ = c.Unselect().Wait() }()
-		for _, ch := range a[4:] {
-			op := imap.StoreFlagsAdd
-			if ch[0] == '-' {
-				op = imap.StoreFlagsDel
+		return x.onMessages(a[0], a[1], a[2], a[3:4], func(c *imapclient.Client, set imap.UIDSet) error {
+			for _, ch := range a[4:] {
+				op := imap.StoreFlagsAdd
+				if ch[0] == '-' {
+					op = imap.StoreFlagsDel
+				}
+				if err := c.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: []imap.Flag{imap.Flag(ch[1:])}}, nil).Close(); err != nil {
+					return err
+				}
 			}
-			if err := c.Store(set, &imap.StoreFlags{Op: op, Silent: true, Flags: []imap.Flag{imap.Flag(ch[1:])}}, nil).Close(); err != nil {
-				return x.lenient(err)
-			}
-		}
-		return nil
+			return nil
+		})
 	case "expunge":
-		i := sideIndex(a[0])
-		set, err := x.uids(i, a[1], a[2], expandNames(a[3:]))
-		if err != nil {
-			return err
-		}
-		c, _ := x.client(i, a[1])
-		if _, err := c.Select(a[2], nil).Wait(); err != nil {
-			return x.lenient(err)
-		}
-		defer func() { _ = c.Unselect().Wait() }()
-		if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-			return x.lenient(err)
-		}
-		return x.lenient(c.UIDExpunge(set).Close())
+		return x.onMessages(a[0], a[1], a[2], a[3:], func(c *imapclient.Client, set imap.UIDSet) error {
+			if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+				return err
+			}
+			return c.UIDExpunge(set).Close()
+		})
 	case "move":
-		i := sideIndex(a[0])
-		set, err := x.uids(i, a[1], a[2], expandNames(a[4:]))
-		if err != nil {
+		return x.onMessages(a[0], a[1], a[2], a[4:], func(c *imapclient.Client, set imap.UIDSet) error {
+			_, err := c.Move(set, a[3]).Wait()
 			return err
-		}
-		c, _ := x.client(i, a[1])
-		if _, err := c.Select(a[2], nil).Wait(); err != nil {
-			return x.lenient(err)
-		}
-		defer func() { _ = c.Unselect().Wait() }()
-		_, err = c.Move(set, a[3]).Wait()
-		return x.lenient(err)
+		})
 	case "session":
 		if old, ok := x.sessions[a[0]]; ok {
 			old.close()
@@ -471,6 +447,25 @@ func (x *run) step(st Step) error {
 		return x.expect(st)
 	}
 	return fmt.Errorf("unknown step %q", st.Op)
+}
+
+// onMessages runs fn with the named messages' UIDs on a control connection that has the
+// folder selected.
+func (x *run) onMessages(sideArg, account, folder string, names []string, fn func(*imapclient.Client, imap.UIDSet) error) error {
+	i := sideIndex(sideArg)
+	set, err := x.uids(i, account, folder, expandNames(names))
+	if err != nil {
+		return err
+	}
+	c, err := x.client(i, account)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Select(folder, nil).Wait(); err != nil {
+		return x.lenient(err)
+	}
+	defer func() { _ = c.Unselect().Wait() }()
+	return x.lenient(fn(c, set))
 }
 
 func (x *run) session(name string) (*session, error) {

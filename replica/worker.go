@@ -47,6 +47,8 @@ func (w *Worker) fault(point string) error {
 // Stats are a worker's counters since it started.
 type Stats struct {
 	Rounds, Copied, Reinjected, Clashes, Expunged, Bytes, Conflicts, Errors int64
+	// Quiet counts rounds that found nothing to do: both sides agreed.
+	Quiet int64
 	LastRound                                                               time.Time
 	LastError                                                               string
 }
@@ -248,6 +250,9 @@ func (w *Worker) Round(ctx context.Context) (changed bool, err error) {
 		w.stats.Expunged += int64(st.expunged)
 		w.stats.Bytes += st.bytes
 		w.stats.LastRound = time.Now()
+		if err == nil && !changed {
+			w.stats.Quiet++
+		}
 		if errors.Is(err, store.ErrSyncConflict) {
 			w.stats.Conflicts++
 		} else if err != nil {

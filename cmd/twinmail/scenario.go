@@ -175,6 +175,7 @@ type scenarioExploreCmd struct {
 	seed     string
 	steps    int
 	count    int
+	first    int
 	out      string
 	postgres bool
 }
@@ -191,6 +192,7 @@ The same seed does the same thing. Exit status 0 when no invariant was violated.
 	c.fs.StringVar(&c.seed, "seed", "", "random `seed` (default: a fresh one, printed)")
 	c.fs.IntVar(&c.steps, "steps", 50, "random steps per scenario")
 	c.fs.IntVar(&c.count, "count", 1, "scenarios to generate")
+	c.fs.IntVar(&c.first, "first", 0, "index of the first scenario of the seed's sequence (replays scenario K of a run with --first K --count 1)")
 	c.fs.StringVar(&c.out, "out", ".", "`directory` for the scenario file of a failure")
 	c.fs.BoolVar(&c.postgres, "postgres-restarts", true, "include PostgreSQL restarts (private clusters only)")
 	return c
@@ -230,7 +232,7 @@ func (c *scenarioExploreCmd) run(ctx context.Context) error {
 	}
 	defer env.Close()
 	res, err := scenario.Explore(ctx, env, scenario.ExploreOptions{
-		Seed: seed, Steps: c.steps, Count: c.count, OutDir: c.out, Out: c.fs.sio.out,
+		Seed: seed, First: c.first, Steps: c.steps, Count: c.count, OutDir: c.out, Out: c.fs.sio.out,
 		Postgres: c.postgres && c.env.a == "",
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 // ExploreOptions configure a randomized exploration.
 type ExploreOptions struct {
 	Seed     uint64
+	First    int // index of the first scenario (to replay one of a run: --first K --count 1)
 	Steps    int // random steps per scenario (at least 50 recommended)
 	Count    int // scenarios to generate
 	OutDir   string
@@ -52,7 +53,7 @@ func Explore(ctx context.Context, env *Env, opts ExploreOptions) (*ExploreResult
 		opts.Count = 1
 	}
 	res := &ExploreResult{}
-	for k := range opts.Count {
+	for k := opts.First; k < opts.First+opts.Count; k++ {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
@@ -65,8 +66,8 @@ func Explore(ctx context.Context, env *Env, opts ExploreOptions) (*ExploreResult
 		}
 		res.Scenarios++
 		res.Steps += len(steps)
-		if opts.Out != nil && (f != nil || k%10 == 9 || k == opts.Count-1) {
-			fmt.Fprintf(opts.Out, "explore: %d/%d scenarios (seed %d), last took %s\n", k+1, opts.Count, opts.Seed, time.Since(t0).Round(time.Millisecond))
+		if opts.Out != nil && (f != nil || res.Scenarios%10 == 0 || res.Scenarios == opts.Count) {
+			fmt.Fprintf(opts.Out, "explore: %d/%d scenarios (seed %d), last took %s\n", res.Scenarios, opts.Count, opts.Seed, time.Since(t0).Round(time.Millisecond))
 		}
 		if f == nil {
 			continue

@@ -526,12 +526,17 @@ func (x *run) sync(timeout time.Duration) error {
 	}
 	deadline := time.Now().Add(timeout)
 	same := 0
+	var quiet int64
 	start := x.p.worker.Stats()
 	for {
+		// Converged: identical, and then a whole round of the worker found nothing to do
+		// (a round in flight could still be between its writes to A and B).
 		diffs, err := replica.Verify(x.ctx, x.p.sides[0].st, x.p.sides[1].st, 10)
 		if err == nil && len(diffs) == 0 {
-			same++
-			if same == 2 {
+			if same == 0 {
+				quiet = x.p.worker.Stats().Quiet
+				same = 1
+			} else if x.p.worker.Stats().Quiet > quiet+1 {
 				return nil
 			}
 		} else {

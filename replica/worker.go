@@ -48,9 +48,9 @@ func (w *Worker) fault(point string) error {
 type Stats struct {
 	Rounds, Copied, Reinjected, Clashes, Expunged, Bytes, Conflicts, Errors int64
 	// Quiet counts rounds that found nothing to do: both sides agreed.
-	Quiet int64
-	LastRound                                                               time.Time
-	LastError                                                               string
+	Quiet     int64
+	LastRound time.Time
+	LastError string
 }
 
 // Worker converges two replicas.

@@ -162,7 +162,7 @@ func (p *planner) oneSide(m store.SyncMessage, x, y *Side, bx, by *store.SyncBat
 		p.taken[place] = true
 		by.Insert = append(by.Insert, store.SyncInsert{SyncPlace: place, Message: m.ID, Flags: m.Flags, ChangedAt: m.ChangedAt})
 		needY[m.ID] = true
-		if !slices.Equal(m.SyncFlags, m.Flags) || m.SyncFlags == nil {
+		if !slices.Equal(m.SyncFlags, m.Flags) || m.SyncFlags == nil || !m.Placed {
 			bx.Agreed = append(bx.Agreed, place)
 		}
 		p.plan.Copied++
@@ -261,7 +261,7 @@ func (p *planner) setFlags(b *store.SyncBatch, m store.SyncMessage, flags []stri
 	switch {
 	case !sameFlags(m.Flags, flags):
 		b.Flags = append(b.Flags, store.SyncFlags{SyncPlace: place, Flags: flags, ChangedAt: changed})
-	case m.SyncFlags == nil || !sameFlags(m.SyncFlags, flags):
+	case m.SyncFlags == nil || !sameFlags(m.SyncFlags, flags) || !m.Placed:
 		b.Agreed = append(b.Agreed, place)
 	}
 }

@@ -373,3 +373,35 @@ func TestRenameCollisions(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteVsMoveInto: one side deletes a mailbox while the other moves a message into
+// it. The deleting side never saw the message there, so the mailbox survives with it (found
+// by scenario explore).
+func TestDeleteVsMoveInto(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	if _, err := p.a.CreateMailbox(ctx, p.acct.ID, "G1", ""); err != nil {
+		t.Fatal(err)
+	}
+	m := deliver(t, p.a, p.acct, "INBOX", "m3")
+	p.sync(t)
+	if err := p.a.DeleteMailbox(ctx, p.acct.ID, "G1"); err != nil {
+		t.Fatal(err)
+	}
+	inboxB, _ := p.b.GetMailbox(ctx, p.acct.ID, "INBOX")
+	if _, err := p.b.Move(ctx, p.acct.ID, inboxB.ID, store.UIDSet{{Start: m.UID, Stop: m.UID}}, "G1"); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	for _, s := range []*store.Store{p.a, p.b} {
+		got := contents(t, s, p.acct, "G1")
+		if len(got) != 1 {
+			t.Errorf("G1 = %+v, want the moved message", got)
+		}
+		for _, x := range got {
+			if x.Message != m.Message {
+				t.Errorf("G1 holds %s, want %s", x.Message, m.Message)
+			}
+		}
+	}
+}

@@ -630,7 +630,7 @@ func moveLocked(ctx context.Context, tx pgx.Tx, src, dest Mailbox, srcUIDs []UID
 		res.DestUIDs = append(res.DestUIDs, first+UID(i))
 	}
 	_, err = tx.Exec(ctx, `WITH moved AS (
-			UPDATE mailbox_messages mm SET mailbox_id = $5, uid = c.new_uid, modseq = $6, changed_at = now()
+			UPDATE mailbox_messages mm SET mailbox_id = $5, uid = c.new_uid, modseq = $6, changed_at = now(), sync_placed = false
 			FROM unnest($3::bigint[], $4::bigint[]) AS c(src_uid, new_uid)
 			WHERE mm.account_id = $1 AND mm.mailbox_id = $2 AND mm.uid = c.src_uid
 			RETURNING c.src_uid, mm.message_id)

@@ -125,7 +125,7 @@ func (s *Store) SyncMailboxes(ctx context.Context, peer string, acct AccountID) 
 	err := s.inSnapshot(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT m.id, m.name, m.uidvalidity, m.uid_next, m.highest_modseq, m.subscribed, m.special_use,
 				m.sync_name, m.sync_subscribed, m.name_changed_at, m.subscribed_changed_at, coalesce(sp.modseq, 0),
-				(SELECT count(*) FROM mailbox_messages mm WHERE mm.account_id = m.account_id AND mm.mailbox_id = m.id AND mm.sync_flags IS NULL)
+				(SELECT count(*) FROM mailbox_messages mm WHERE mm.account_id = m.account_id AND mm.mailbox_id = m.id AND NOT mm.sync_placed)
 			FROM mailboxes m LEFT JOIN sync_points sp ON sp.peer = $2 AND sp.account_id = m.account_id AND sp.mailbox_id = m.id
 			WHERE m.account_id = $1 ORDER BY m.id`, acct, peer)
 		if err != nil {
@@ -210,7 +210,7 @@ func (s *Store) ApplyMailboxOps(ctx context.Context, acct AccountID, ops *Mailbo
 			// The peer deleted it and we decided nothing here was unseen by the peer; mail
 			// that arrived since the decision must not go with it.
 			var unseen bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 AND sync_flags IS NULL)`, acct, id).Scan(&unseen); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 AND NOT sync_placed)`, acct, id).Scan(&unseen); err != nil {
 				return err
 			}
 			if unseen {
@@ -275,7 +275,7 @@ func (s *Store) ApplyMailboxOps(ctx context.Context, acct AccountID, ops *Mailbo
 			if _, err := lockMailbox(ctx, tx, acct, id); err != nil {
 				return err
 			}
-			uids, err := queryAll(ctx, tx, scanUID, `SELECT uid FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 AND sync_flags IS NOT NULL ORDER BY uid`, acct, id)
+			uids, err := queryAll(ctx, tx, scanUID, `SELECT uid FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 AND sync_placed ORDER BY uid`, acct, id)
 			if err != nil {
 				return err
 			}
@@ -325,6 +325,7 @@ type SyncMessage struct {
 	UID       UID
 	Flags     []string
 	SyncFlags []string // nil: never agreed with the peer
+	Placed    bool     // this place (mailbox, UID) was agreed with the peer
 	ChangedAt time.Time
 	ModSeq    ModSeq
 }
@@ -337,12 +338,12 @@ type SyncTombstone struct {
 	ModSeq  ModSeq
 }
 
-const qSyncMessageCols = `message_id, mailbox_id, uid, flags, sync_flags, changed_at, modseq`
+const qSyncMessageCols = `message_id, mailbox_id, uid, flags, sync_flags, sync_placed, changed_at, modseq`
 
 func scanSyncMessage(r pgx.CollectableRow) (SyncMessage, error) {
 	var m SyncMessage
 	var uid, modseq int64
-	err := r.Scan(&m.ID, &m.Mailbox, &uid, &m.Flags, &m.SyncFlags, &m.ChangedAt, &modseq)
+	err := r.Scan(&m.ID, &m.Mailbox, &uid, &m.Flags, &m.SyncFlags, &m.Placed, &m.ChangedAt, &modseq)
 	m.UID, m.ModSeq = UID(uid), ModSeq(modseq)
 	return m, err
 }
@@ -577,7 +578,7 @@ func (s *Store) ApplySync(ctx context.Context, acct AccountID, b *SyncBatch) err
 		}
 		batch := &pgx.Batch{}
 		for _, f := range b.Flags {
-			batch.Queue(`UPDATE mailbox_messages SET flags = $4, sync_flags = $4, changed_at = $5, modseq = $6
+			batch.Queue(`UPDATE mailbox_messages SET flags = $4, sync_flags = $4, sync_placed = true, changed_at = $5, modseq = $6
 				WHERE account_id = $1 AND mailbox_id = $2 AND uid = $3`, acct, f.Mailbox, int64(f.UID), nonNil(f.Flags), f.ChangedAt, int64(modseqOf[f.Mailbox]))
 		}
 		if len(b.Agreed) > 0 {
@@ -586,7 +587,7 @@ func (s *Store) ApplySync(ctx context.Context, acct AccountID, b *SyncBatch) err
 			for i, a := range b.Agreed {
 				mbs[i], uids[i] = a.Mailbox, int64(a.UID)
 			}
-			batch.Queue(`UPDATE mailbox_messages mm SET sync_flags = flags FROM unnest($2::uuid[], $3::bigint[]) AS a(mb, uid)
+			batch.Queue(`UPDATE mailbox_messages mm SET sync_flags = flags, sync_placed = true FROM unnest($2::uuid[], $3::bigint[]) AS a(mb, uid)
 				WHERE mm.account_id = $1 AND mm.mailbox_id = a.mb AND mm.uid = a.uid`, acct, mbs, uids)
 		}
 		for _, t := range b.Tombstones {
@@ -767,8 +768,8 @@ func bulkInsert(ctx context.Context, tx pgx.Tx, acct AccountID, ins []SyncInsert
 			return fmt.Errorf("store messages: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO mailbox_messages (account_id, mailbox_id, uid, message_id, flags, sync_flags, changed_at, modseq)
-		SELECT $1, mb, uid, msg, f, f, c, ms FROM (
+	if _, err := tx.Exec(ctx, `INSERT INTO mailbox_messages (account_id, mailbox_id, uid, message_id, flags, sync_flags, sync_placed, changed_at, modseq)
+		SELECT $1, mb, uid, msg, f, f, true, c, ms FROM (
 			SELECT mb, uid, msg, ARRAY(SELECT jsonb_array_elements_text(fj::jsonb)) AS f, c, ms
 			FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::timestamptz[], $7::bigint[]) AS p(mb, uid, msg, fj, c, ms)) q`,
 		acct, pMbox, pUID, pMsg, pFlags, pChanged, pModSeq); err != nil {

@@ -3,8 +3,11 @@
 
 -- Flags last agreed with the peer (NULL: never synced) and when flags last changed, for the
 -- per-flag three-way merge (latest change wins, ties by replica id).
+-- sync_placed: the message's place (mailbox, UID) was agreed with the peer; a message
+-- moved or copied here since is news to the peer (a delete on the peer must not take it).
 ALTER TABLE mailbox_messages
     ADD COLUMN sync_flags text[],
+    ADD COLUMN sync_placed boolean NOT NULL DEFAULT false,
     ADD COLUMN changed_at timestamptz NOT NULL DEFAULT now();
 
 CREATE INDEX expunged_message ON expunged (account_id, message_id);
@@ -59,4 +62,4 @@ CREATE TABLE sync_status (
 DROP TABLE sync_status, sync_points, account_tombstones, mailbox_tombstones;
 ALTER TABLE accounts DROP COLUMN password_changed_at;
 ALTER TABLE mailboxes DROP COLUMN sync_name, DROP COLUMN sync_subscribed, DROP COLUMN name_changed_at, DROP COLUMN subscribed_changed_at;
-ALTER TABLE mailbox_messages DROP COLUMN sync_flags, DROP COLUMN changed_at;
+ALTER TABLE mailbox_messages DROP COLUMN sync_flags, DROP COLUMN sync_placed, DROP COLUMN changed_at;

@@ -99,12 +99,20 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 		return mb
 	}
 	// one handles a mailbox that only side x has.
-	one := func(x store.SyncMailbox, ty map[store.MailboxID]bool, nameY map[string]store.MailboxID, opsX, opsY *store.MailboxOps) {
+	one := func(x store.SyncMailbox, tx, ty map[store.MailboxID]bool, nameY map[string]store.MailboxID, opsX, opsY *store.MailboxOps) {
 		if ty[x.ID] {
 			if x.Unsynced > 0 {
 				// y deleted it, but x has mail y never saw: the mailbox survives with that
 				// mail on both sides; what y saw stays deleted.
 				opsX.ExpungeSynced = append(opsX.ExpungeSynced, x.ID)
+				if other, ok := nameY[x.Name]; ok && other != x.ID {
+					if _, shared := indexOf(opsX)[other]; !shared {
+						// y made a new mailbox of that name since: they become one, under
+						// the surviving id.
+						opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
+						return
+					}
+				}
 				opsY.Create = append(opsY.Create, x.Mailbox)
 			} else {
 				opsX.Delete = append(opsX.Delete, x.ID)
@@ -112,6 +120,9 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 			return
 		}
 		if other, ok := nameY[x.Name]; ok {
+			if tx[other] {
+				return // other survives a delete here; its side's pass merges x into it
+			}
 			if _, shared := indexOf(opsX)[other]; !shared {
 				// Created independently under one name: one mailbox, the smaller id.
 				if bytes.Compare(x.ID[:], other[:]) < 0 {
@@ -136,7 +147,7 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 	}
 	for _, x := range boxA {
 		if _, ok := mb[x.ID]; !ok {
-			one(x, tb, nameB, opsA, opsB)
+			one(x, ta, tb, nameB, opsA, opsB)
 		}
 	}
 	for _, x := range boxB {
@@ -146,7 +157,7 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 					continue // a same-name pair, merged by the loop above
 				}
 			}
-			one(x, ta, nameA, opsB, opsA)
+			one(x, tb, ta, nameA, opsB, opsA)
 		}
 	}
 	for _, a := range boxA {

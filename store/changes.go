@@ -63,7 +63,9 @@ func (s *Store) Listen(ctx context.Context, fn func(Notification)) error {
 }
 
 func (s *Store) listenOnce(ctx context.Context, ready func(), fn func(Notification)) error {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	cfg := s.pool.Config().ConnConfig.Copy()
+	cfg.Tracer = nil // not counted by Queries
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("connect listener: %w", err)
 	}

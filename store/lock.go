@@ -17,7 +17,9 @@ type WorkerLock struct{ conn *pgx.Conn }
 // TryWorkerLock tries to take this side's worker lock. It returns nil, nil when another
 // worker holds it.
 func (s *Store) TryWorkerLock(ctx context.Context) (*WorkerLock, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	cfg := s.pool.Config().ConnConfig.Copy()
+	cfg.Tracer = nil // not counted by Queries
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect for worker lock: %w", err)
 	}

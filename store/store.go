@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,11 +26,26 @@ type Options struct {
 
 // Store is a handle on one replica's database. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
-	dsn  string
-	log  *slog.Logger
-	opts Options
+	pool    *pgxpool.Pool
+	dsn     string
+	log     *slog.Logger
+	opts    Options
+	queries atomic.Int64
 }
+
+// queryCounter counts the statements a Store sends (pgx QueryTracer).
+type queryCounter struct{ n *atomic.Int64 }
+
+func (q queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	q.n.Add(1)
+	return ctx
+}
+
+func (queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// Queries returns how many statements this Store has sent to PostgreSQL (through its pool;
+// LISTEN connections excluded). Tests use it to prove that a path costs no SQL.
+func (s *Store) Queries() int64 { return s.queries.Load() }
 
 // Open connects to the database at dsn (a libpq URL or key=value string; PG* variables fill
 // in what it leaves out). It does not migrate; see Migrate and CheckSchema.
@@ -44,6 +60,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	st := &Store{dsn: dsn, log: opts.Logger, opts: opts}
+	cfg.ConnConfig.Tracer = queryCounter{&st.queries}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -52,7 +70,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database %s: %w", cfg.ConnConfig.Database, err)
 	}
-	return &Store{pool: pool, dsn: dsn, log: opts.Logger, opts: opts}, nil
+	st.pool = pool
+	return st, nil
 }
 
 // Close releases the connections.

@@ -53,7 +53,15 @@ func (w *Worker) syncMailboxes(ctx context.Context, acct store.AccountID) (bool,
 	}
 	// A mailbox (re-)created on one side must be read in full on both sides next: the side
 	// that kept it has history (tombstones, messages) older than its sync point.
+	var reread []store.MailboxID
 	for _, c := range append(slices.Clone(opsA.Create), opsB.Create...) {
+		reread = append(reread, c.ID)
+	}
+	for _, m := range append(slices.Clone(opsA.Merge), opsB.Merge...) {
+		reread = append(reread, m.To)
+	}
+	for _, id := range reread {
+		c := struct{ ID store.MailboxID }{id}
 		if err := w.opts.A.ResetSyncPoint(ctx, w.idB, acct, c.ID); err != nil {
 			return false, fmt.Errorf("replica A: %w", err)
 		}
@@ -107,11 +115,23 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 				opsX.ExpungeSynced = append(opsX.ExpungeSynced, x.ID)
 				if other, ok := nameY[x.Name]; ok && other != x.ID {
 					if _, shared := indexOf(opsX)[other]; !shared {
-						// y made a new mailbox of that name since: they become one, under
-						// the surviving id.
-						opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
-						return
+						if indexOf(opsY)[other].UIDValidity == x.UIDValidity {
+							// y made a new mailbox of that name since: they become one,
+							// under the surviving id.
+							opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
+							return
+						}
 					}
+					// The name is taken on y by a mailbox that cannot become this one
+					// (merging would change a UIDVALIDITY): the survivor gets its own name.
+					m := x.Mailbox
+					m.Name = disambiguate(x.Name, x.ID)
+					opsX.Rename = append(opsX.Rename, struct {
+						ID   store.MailboxID
+						Name string
+					}{x.ID, m.Name})
+					opsY.Create = append(opsY.Create, m)
+					return
 				}
 				opsY.Create = append(opsY.Create, x.Mailbox)
 			} else {
@@ -123,8 +143,10 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 			if tx[other] {
 				return // other survives a delete here; its side's pass merges x into it
 			}
-			if _, shared := indexOf(opsX)[other]; !shared {
-				// Created independently under one name: one mailbox, the smaller id.
+			if _, shared := indexOf(opsX)[other]; !shared && indexOf(opsY)[other].UIDValidity == x.UIDValidity {
+				// Created independently under one name: one mailbox, the smaller id. (Their
+				// UIDVALIDITY is the name's; one renamed into the name keeps its own and is
+				// not merged, so no UIDVALIDITY ever changes.)
 				if bytes.Compare(x.ID[:], other[:]) < 0 {
 					opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
 				} else {
@@ -132,8 +154,8 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 				}
 				return
 			}
-			// The name belongs on y to a mailbox both sides have (renamed there): this new
-			// one gets a name of its own on both sides rather than being merged into it.
+			// The name belongs on y to a mailbox both sides have (renamed there), or to one
+			// with another UIDVALIDITY: this one gets a name of its own on both sides.
 			m := x.Mailbox
 			m.Name = disambiguate(x.Name, x.ID)
 			opsX.Rename = append(opsX.Rename, struct {
@@ -334,6 +356,16 @@ func (w *Worker) syncMessages(ctx context.Context, acct store.AccountID, st *rou
 	}
 	if err := w.fault("applied-b"); err != nil {
 		return true, err
+	}
+	// Only now that both sides hold the result may either record it as agreed.
+	if err := w.opts.A.MarkAgreed(ctx, acct, plan.A.Agree); err != nil {
+		return true, fmt.Errorf("replica A: %w", err)
+	}
+	if err := w.fault("agreed-a"); err != nil {
+		return true, err
+	}
+	if err := w.opts.B.MarkAgreed(ctx, acct, plan.B.Agree); err != nil {
+		return true, fmt.Errorf("replica B: %w", err)
 	}
 	st.copied += plan.Copied
 	st.reinjected += plan.Reinjected

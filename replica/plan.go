@@ -49,8 +49,8 @@ type Plan struct {
 
 // Empty reports whether the plan writes nothing but counters.
 func (p *Plan) Empty() bool {
-	return len(p.A.Expunge)+len(p.A.Insert)+len(p.A.Flags)+len(p.A.Agreed)+len(p.A.Tombstones)+
-		len(p.B.Expunge)+len(p.B.Insert)+len(p.B.Flags)+len(p.B.Agreed)+len(p.B.Tombstones) == 0
+	return len(p.A.Expunge)+len(p.A.Insert)+len(p.A.Flags)+len(p.A.Agree)+len(p.A.Tombstones)+
+		len(p.B.Expunge)+len(p.B.Insert)+len(p.B.Flags)+len(p.B.Agree)+len(p.B.Tombstones) == 0
 }
 
 type planner struct {
@@ -162,9 +162,8 @@ func (p *planner) oneSide(m store.SyncMessage, x, y *Side, bx, by *store.SyncBat
 		p.taken[place] = true
 		by.Insert = append(by.Insert, store.SyncInsert{SyncPlace: place, Message: m.ID, Flags: m.Flags, ChangedAt: m.ChangedAt})
 		needY[m.ID] = true
-		if !slices.Equal(m.SyncFlags, m.Flags) || m.SyncFlags == nil || !m.Placed {
-			bx.Agreed = append(bx.Agreed, place)
-		}
+		bx.Agree = append(bx.Agree, store.SyncAgree{SyncPlace: place, Flags: m.Flags})
+		by.Agree = append(by.Agree, store.SyncAgree{SyncPlace: place, Flags: m.Flags})
 		p.plan.Copied++
 		return
 	}
@@ -218,6 +217,7 @@ func (p *planner) place(b *store.SyncBatch, m store.SyncMessage, want store.Sync
 	}
 	p.expunge(b, m.ID, store.SyncPlace{Mailbox: m.Mailbox, UID: m.UID})
 	b.Insert = append(b.Insert, store.SyncInsert{SyncPlace: want, Message: m.ID, Flags: flags, ChangedAt: changed})
+	b.Agree = append(b.Agree, store.SyncAgree{SyncPlace: want, Flags: flags})
 }
 
 // expunge adds an expunge of place (holding message id) to side batch b.
@@ -258,11 +258,11 @@ func (p *planner) shareTombstones(id store.MessageID) {
 
 func (p *planner) setFlags(b *store.SyncBatch, m store.SyncMessage, flags []string, changed time.Time) {
 	place := store.SyncPlace{Mailbox: m.Mailbox, UID: m.UID}
-	switch {
-	case !sameFlags(m.Flags, flags):
+	if !sameFlags(m.Flags, flags) {
 		b.Flags = append(b.Flags, store.SyncFlags{SyncPlace: place, Flags: flags, ChangedAt: changed})
-	case m.SyncFlags == nil || !sameFlags(m.SyncFlags, flags) || !m.Placed:
-		b.Agreed = append(b.Agreed, place)
+	}
+	if !sameFlags(m.Flags, flags) || m.SyncFlags == nil || !sameFlags(m.SyncFlags, flags) || !m.Placed {
+		b.Agree = append(b.Agree, store.SyncAgree{SyncPlace: place, Flags: flags})
 	}
 }
 
@@ -292,6 +292,7 @@ func (p *planner) reinject() {
 				s.need[r.id] = true
 			}
 			s.b.Insert = append(s.b.Insert, store.SyncInsert{SyncPlace: want, Message: r.id, Flags: r.flags, ChangedAt: r.changed})
+			s.b.Agree = append(s.b.Agree, store.SyncAgree{SyncPlace: want, Flags: r.flags})
 		}
 		p.plan.Reinjected++
 	}

@@ -405,3 +405,72 @@ func TestDeleteVsMoveInto(t *testing.T) {
 		}
 	}
 }
+
+// crashOnceAt makes the next round die at point.
+func (p *pair) crashOnceAt(point string) {
+	done := false
+	p.w.opts.Fault = func(at string) error {
+		if at == point && !done {
+			done = true
+			return errors.New("simulated crash")
+		}
+		return nil
+	}
+}
+
+// TestHalfAppliedCopyIsNotAgreed: a round copies x from A to B but dies after writing A
+// (found in review). A must not believe B has x: B's later delete of the folder must not
+// take x with it.
+func TestHalfAppliedCopyIsNotAgreed(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	if _, err := p.a.CreateMailbox(ctx, p.acct.ID, "F", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.sync(t)
+	x := deliver(t, p.a, p.acct, "F", "x")
+	p.crashOnceAt("applied-a")
+	if err := p.w.SyncOnce(ctx); err == nil {
+		t.Fatal("the round did not crash")
+	}
+	if got := contents(t, p.b, p.acct, "F"); len(got) != 0 {
+		t.Fatalf("B already has %+v: the crash came too late to test anything", got)
+	}
+	if err := p.b.DeleteMailbox(ctx, p.acct.ID, "F"); err != nil {
+		t.Fatal(err)
+	}
+	p.w.opts.Fault = nil
+	p.sync(t)
+	for _, s := range []*store.Store{p.a, p.b} {
+		if got := contents(t, s, p.acct, "F"); got[x.UID].Message != x.Message {
+			t.Errorf("F = %+v: x was lost", got)
+		}
+	}
+}
+
+// TestHalfAppliedFlagsAreNotAgreed: a flag change from A is applied to A's merge result but
+// the round dies before B (found in review); a later unrelated change on B must not undo it.
+func TestHalfAppliedFlagsAreNotAgreed(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t)
+	m := deliver(t, p.a, p.acct, "INBOX", "m")
+	p.sync(t)
+	ma, _ := p.a.GetMailbox(ctx, p.acct.ID, "INBOX")
+	mb, _ := p.b.GetMailbox(ctx, p.acct.ID, "INBOX")
+	set := store.UIDSet{{Start: m.UID, Stop: m.UID}}
+	if _, err := p.a.StoreFlags(ctx, p.acct.ID, ma.ID, set, store.FlagsAdd, []string{`\Seen`}); err != nil {
+		t.Fatal(err)
+	}
+	p.crashOnceAt("applied-a")
+	_ = p.w.SyncOnce(ctx)
+	if _, err := p.b.StoreFlags(ctx, p.acct.ID, mb.ID, set, store.FlagsAdd, []string{`\Flagged`}); err != nil {
+		t.Fatal(err)
+	}
+	p.w.opts.Fault = nil
+	p.sync(t)
+	for _, s := range []*store.Store{p.a, p.b} {
+		if f := contents(t, s, p.acct, "INBOX")[m.UID].Flags; !slices.Equal(f, []string{`\Flagged`, `\Seen`}) {
+			t.Errorf("flags %v, want \\Flagged and \\Seen", f)
+		}
+	}
+}

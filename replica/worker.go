@@ -32,7 +32,7 @@ type Options struct {
 }
 
 // FaultPoints are the points of a round where Options.Fault is called, in order.
-var FaultPoints = []string{"mailboxes-planned", "mailboxes-a", "mailboxes-b", "planned", "applied-a", "applied-b", "syncpoint-a"}
+var FaultPoints = []string{"mailboxes-planned", "mailboxes-a", "mailboxes-b", "planned", "applied-a", "applied-b", "agreed-a", "syncpoint-a"}
 
 func (w *Worker) fault(point string) error {
 	if w.opts.Fault == nil {

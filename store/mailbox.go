@@ -184,6 +184,7 @@ func deleteMailboxRows(ctx context.Context, tx pgx.Tx, acct AccountID, id Mailbo
 		`WITH gone AS (DELETE FROM mailbox_messages WHERE account_id = $1 AND mailbox_id = $2 RETURNING message_id)
 			DELETE FROM messages WHERE account_id = $1 AND id IN (SELECT message_id FROM gone)`,
 		`DELETE FROM expunged WHERE account_id = $1 AND mailbox_id = $2`,
+		`DELETE FROM sync_points WHERE account_id = $1 AND mailbox_id = $2`,
 		`INSERT INTO mailbox_tombstones (account_id, id, name) SELECT account_id, id, name FROM mailboxes WHERE account_id = $1 AND id = $2
 			ON CONFLICT (account_id, id) DO UPDATE SET deleted_at = now()`,
 		`DELETE FROM mailboxes WHERE account_id = $1 AND id = $2`,

@@ -507,7 +507,38 @@ type SyncInsert struct {
 	Body      []byte
 }
 
-// SyncFlags sets a message's flags (and records them as agreed).
+// SyncAgree records that both sides hold the message at this place with these flags.
+type SyncAgree struct {
+	SyncPlace
+	Flags []string
+}
+
+// MarkAgreed records agreements after both sides applied a round: the places' flags become
+// the base of the next flag merge, and the places count as seen by the peer.
+func (s *Store) MarkAgreed(ctx context.Context, acct AccountID, agree []SyncAgree) error {
+	if len(agree) == 0 {
+		return nil
+	}
+	mbs := make([]MailboxID, len(agree))
+	uids := make([]int64, len(agree))
+	flags := make([]string, len(agree))
+	for i, a := range agree {
+		fj, err := json.Marshal(nonNil(a.Flags))
+		if err != nil {
+			return fmt.Errorf("encode flags: %w", err)
+		}
+		mbs[i], uids[i], flags[i] = a.Mailbox, int64(a.UID), string(fj)
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE mailbox_messages mm SET sync_flags = ARRAY(SELECT jsonb_array_elements_text(a.f::jsonb)), sync_placed = true
+		FROM unnest($2::uuid[], $3::bigint[], $4::text[]) AS a(mb, uid, f)
+		WHERE mm.account_id = $1 AND mm.mailbox_id = a.mb AND mm.uid = a.uid`, acct, mbs, uids, flags)
+	if err != nil {
+		return fmt.Errorf("record agreement: %w", err)
+	}
+	return nil
+}
+
+// SyncFlags sets a message's flags.
 type SyncFlags struct {
 	SyncPlace
 	Flags     []string
@@ -530,7 +561,10 @@ type SyncBatch struct {
 	Expunge []SyncPlace
 	Insert  []SyncInsert
 	Flags   []SyncFlags
-	Agreed  []SyncPlace // flags unchanged, now agreed
+	// Agree lists the places whose flags and placement this round agrees on. ApplySync does
+	// not write them: MarkAgreed does, once both sides have applied their batches, so that
+	// no side claims an agreement the other side has not committed.
+	Agree []SyncAgree
 	// Tombstones records UIDs the peer expunged that this side never held, so that both
 	// sides keep the same expunge history.
 	Tombstones []SyncTombstone
@@ -578,17 +612,8 @@ func (s *Store) ApplySync(ctx context.Context, acct AccountID, b *SyncBatch) err
 		}
 		batch := &pgx.Batch{}
 		for _, f := range b.Flags {
-			batch.Queue(`UPDATE mailbox_messages SET flags = $4, sync_flags = $4, sync_placed = true, changed_at = $5, modseq = $6
+			batch.Queue(`UPDATE mailbox_messages SET flags = $4, changed_at = $5, modseq = $6
 				WHERE account_id = $1 AND mailbox_id = $2 AND uid = $3`, acct, f.Mailbox, int64(f.UID), nonNil(f.Flags), f.ChangedAt, int64(modseqOf[f.Mailbox]))
-		}
-		if len(b.Agreed) > 0 {
-			mbs := make([]MailboxID, len(b.Agreed))
-			uids := make([]int64, len(b.Agreed))
-			for i, a := range b.Agreed {
-				mbs[i], uids[i] = a.Mailbox, int64(a.UID)
-			}
-			batch.Queue(`UPDATE mailbox_messages mm SET sync_flags = flags, sync_placed = true FROM unnest($2::uuid[], $3::bigint[]) AS a(mb, uid)
-				WHERE mm.account_id = $1 AND mm.mailbox_id = a.mb AND mm.uid = a.uid`, acct, mbs, uids)
 		}
 		for _, t := range b.Tombstones {
 			batch.Queue(`INSERT INTO expunged (account_id, mailbox_id, uid, message_id, modseq)
@@ -768,8 +793,8 @@ func bulkInsert(ctx context.Context, tx pgx.Tx, acct AccountID, ins []SyncInsert
 			return fmt.Errorf("store messages: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO mailbox_messages (account_id, mailbox_id, uid, message_id, flags, sync_flags, sync_placed, changed_at, modseq)
-		SELECT $1, mb, uid, msg, f, f, true, c, ms FROM (
+	if _, err := tx.Exec(ctx, `INSERT INTO mailbox_messages (account_id, mailbox_id, uid, message_id, flags, changed_at, modseq)
+		SELECT $1, mb, uid, msg, f, c, ms FROM (
 			SELECT mb, uid, msg, ARRAY(SELECT jsonb_array_elements_text(fj::jsonb)) AS f, c, ms
 			FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::timestamptz[], $7::bigint[]) AS p(mb, uid, msg, fj, c, ms)) q`,
 		acct, pMbox, pUID, pMsg, pFlags, pChanged, pModSeq); err != nil {

@@ -68,3 +68,35 @@ func TestListenReconnects(t *testing.T) {
 	}
 	next("notification after the reconnect", func(n store.Notification) bool { return n.Mailbox == r2.Mailbox && n.ModSeq == r2.ModSeq })
 }
+
+// TestDroppedConnectionsAreReplaced: PostgreSQL drops every connection (as on a restart);
+// the next store call after a pause must succeed on a fresh connection, not fail once.
+func TestDroppedConnectionsAreReplaced(t *testing.T) {
+	ctx := context.Background()
+	dsn := storetest.DSN(t)
+	s, err := store.Open(ctx, dsn, store.Options{BcryptCost: 4, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	newAccount(t, s, "alice")
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var killed int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&killed); err != nil {
+		t.Fatal(err)
+	}
+	if killed == 0 {
+		t.Fatal("no pooled connection to drop")
+	}
+	time.Sleep(400 * time.Millisecond)
+	for i := range 4 {
+		if _, err := s.ListAccounts(ctx); err != nil {
+			t.Fatalf("call %d after the connections were dropped: %v", i+1, err)
+		}
+	}
+}

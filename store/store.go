@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -60,6 +61,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// A pooled connection that sat idle is pinged before use, so one that PostgreSQL dropped
+	// meanwhile (a restart, a failover, an idle timeout) is replaced instead of failing the
+	// next client command. Connections in steady use are not pinged.
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool { return p.IdleDuration >= 250*time.Millisecond }
 	st := &Store{dsn: dsn, log: opts.Logger, opts: opts}
 	cfg.ConnConfig.Tracer = queryCounter{&st.queries}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

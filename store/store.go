@@ -64,7 +64,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// A pooled connection that sat idle is pinged before use, so one that PostgreSQL dropped
 	// meanwhile (a restart, a failover, an idle timeout) is replaced instead of failing the
 	// next client command. Connections in steady use are not pinged.
-	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool { return p.IdleDuration >= 250*time.Millisecond }
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		return p.IdleDuration >= 250*time.Millisecond
+	}
 	st := &Store{dsn: dsn, log: opts.Logger, opts: opts}
 	cfg.ConnConfig.Tracer = queryCounter{&st.queries}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

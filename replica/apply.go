@@ -34,7 +34,8 @@ func (w *Worker) syncMailboxes(ctx context.Context, acct store.AccountID) (bool,
 		ops  *store.MailboxOps
 	}{{"A", opsA}, {"B", opsB}} {
 		o := side.ops
-		if !o.Empty() {
+		// Agreement bookkeeping alone is not news.
+		if len(o.Create)+len(o.Rename)+len(o.Delete)+len(o.Merge)+len(o.ExpungeSynced)+len(o.Subscribe) > 0 {
 			w.log.Info("mailbox changes", "side", side.name, "account", acct, "create", len(o.Create), "rename", len(o.Rename),
 				"delete", len(o.Delete), "merge", len(o.Merge), "expunge_synced", len(o.ExpungeSynced), "subscribe", len(o.Subscribe))
 			for _, c := range o.Create {
@@ -61,11 +62,10 @@ func (w *Worker) syncMailboxes(ctx context.Context, acct store.AccountID) (bool,
 		reread = append(reread, m.To)
 	}
 	for _, id := range reread {
-		c := struct{ ID store.MailboxID }{id}
-		if err := w.opts.A.ResetSyncPoint(ctx, w.idB, acct, c.ID); err != nil {
+		if err := w.opts.A.ResetSyncPoint(ctx, w.idB, acct, id); err != nil {
 			return false, fmt.Errorf("replica A: %w", err)
 		}
-		if err := w.opts.B.ResetSyncPoint(ctx, w.idA, acct, c.ID); err != nil {
+		if err := w.opts.B.ResetSyncPoint(ctx, w.idA, acct, id); err != nil {
 			return false, fmt.Errorf("replica B: %w", err)
 		}
 	}
@@ -106,6 +106,13 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 		}
 		return mb
 	}
+	// ownName gives x, which only side x has, a name of its own on both sides.
+	ownName := func(x store.SyncMailbox, opsX, opsY *store.MailboxOps) {
+		m := x.Mailbox
+		m.Name = disambiguate(x.Name, x.ID)
+		opsX.Rename = append(opsX.Rename, store.MailboxRename{ID: x.ID, Name: m.Name})
+		opsY.Create = append(opsY.Create, m)
+	}
 	// one handles a mailbox that only side x has.
 	one := func(x store.SyncMailbox, tx, ty map[store.MailboxID]bool, nameY map[string]store.MailboxID, opsX, opsY *store.MailboxOps) {
 		if ty[x.ID] {
@@ -118,19 +125,13 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 						if indexOf(opsY)[other].UIDValidity == x.UIDValidity {
 							// y made a new mailbox of that name since: they become one,
 							// under the surviving id.
-							opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
+							opsY.Merge = append(opsY.Merge, store.MailboxMerge{From: other, To: x.ID})
 							return
 						}
 					}
 					// The name is taken on y by a mailbox that cannot become this one
 					// (merging would change a UIDVALIDITY): the survivor gets its own name.
-					m := x.Mailbox
-					m.Name = disambiguate(x.Name, x.ID)
-					opsX.Rename = append(opsX.Rename, struct {
-						ID   store.MailboxID
-						Name string
-					}{x.ID, m.Name})
-					opsY.Create = append(opsY.Create, m)
+					ownName(x, opsX, opsY)
 					return
 				}
 				opsY.Create = append(opsY.Create, x.Mailbox)
@@ -148,21 +149,15 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 				// UIDVALIDITY is the name's; one renamed into the name keeps its own and is
 				// not merged, so no UIDVALIDITY ever changes.)
 				if bytes.Compare(x.ID[:], other[:]) < 0 {
-					opsY.Merge = append(opsY.Merge, struct{ From, To store.MailboxID }{other, x.ID})
+					opsY.Merge = append(opsY.Merge, store.MailboxMerge{From: other, To: x.ID})
 				} else {
-					opsX.Merge = append(opsX.Merge, struct{ From, To store.MailboxID }{x.ID, other})
+					opsX.Merge = append(opsX.Merge, store.MailboxMerge{From: x.ID, To: other})
 				}
 				return
 			}
 			// The name belongs on y to a mailbox both sides have (renamed there), or to one
 			// with another UIDVALIDITY: this one gets a name of its own on both sides.
-			m := x.Mailbox
-			m.Name = disambiguate(x.Name, x.ID)
-			opsX.Rename = append(opsX.Rename, struct {
-				ID   store.MailboxID
-				Name string
-			}{x.ID, m.Name})
-			opsY.Create = append(opsY.Create, m)
+			ownName(x, opsX, opsY)
 			return
 		}
 		opsY.Create = append(opsY.Create, x.Mailbox)
@@ -211,16 +206,10 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 				name = disambiguate(name, a.ID)
 			}
 			if name != a.Name {
-				opsA.Rename = append(opsA.Rename, struct {
-					ID   store.MailboxID
-					Name string
-				}{a.ID, name})
+				opsA.Rename = append(opsA.Rename, store.MailboxRename{ID: a.ID, Name: name})
 			}
 			if name != b.Name {
-				opsB.Rename = append(opsB.Rename, struct {
-					ID   store.MailboxID
-					Name string
-				}{b.ID, name})
+				opsB.Rename = append(opsB.Rename, store.MailboxRename{ID: b.ID, Name: name})
 			}
 		}
 		sub := a.Subscribed
@@ -231,15 +220,9 @@ func PlanMailboxes(boxA []store.SyncMailbox, tombA []store.MailboxTombstone, box
 				sub = b.Subscribed
 			}
 			if sub != a.Subscribed {
-				opsA.Subscribe = append(opsA.Subscribe, struct {
-					ID store.MailboxID
-					On bool
-				}{a.ID, sub})
+				opsA.Subscribe = append(opsA.Subscribe, store.MailboxSubscribe{ID: a.ID, On: sub})
 			} else {
-				opsB.Subscribe = append(opsB.Subscribe, struct {
-					ID store.MailboxID
-					On bool
-				}{b.ID, sub})
+				opsB.Subscribe = append(opsB.Subscribe, store.MailboxSubscribe{ID: b.ID, On: sub})
 			}
 		}
 		agreed := store.Mailbox{ID: a.ID, Name: name, Subscribed: sub}

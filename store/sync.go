@@ -158,21 +158,29 @@ func (s *Store) SyncMailboxes(ctx context.Context, peer string, acct AccountID) 
 	return boxes, tombs, nil
 }
 
+// MailboxMerge gives a mailbox another id (same-name merge): From becomes To.
+type MailboxMerge struct{ From, To MailboxID }
+
+// MailboxRename renames a mailbox.
+type MailboxRename struct {
+	ID   MailboxID
+	Name string
+}
+
+// MailboxSubscribe sets a mailbox's subscription.
+type MailboxSubscribe struct {
+	ID MailboxID
+	On bool
+}
+
 // MailboxOps are the mailbox-level changes the worker applies to one side.
 type MailboxOps struct {
-	// Merge gives a mailbox another id (same-name merge): From becomes To.
-	Merge []struct{ From, To MailboxID }
+	Merge []MailboxMerge
 	// Create creates mailboxes with the given id, name, UIDVALIDITY, subscription and
 	// special-use. A pending tombstone of the id is dropped.
-	Create []Mailbox
-	Rename []struct {
-		ID   MailboxID
-		Name string
-	}
-	Subscribe []struct {
-		ID MailboxID
-		On bool
-	}
+	Create    []Mailbox
+	Rename    []MailboxRename
+	Subscribe []MailboxSubscribe
 	// Delete deletes mailboxes (recording tombstones).
 	Delete []MailboxID
 	// ExpungeSynced expunges, in these mailboxes, every message already agreed with the peer

@@ -125,25 +125,22 @@ func (pf passwordFlags) check() error {
 	return nil
 }
 
-// userAddCmd is "twinmail user add".
-type userAddCmd struct {
+// accountPasswordCmd is what "user add" and "user passwd" share: --db, --password-stdin
+// and one account NAME; run reads the password and opens the store.
+type accountPasswordCmd struct {
 	fs   *flagSet
 	db   string
 	pw   passwordFlags
 	name string
 }
 
-func newUserAddCmd(sio stdio) *userAddCmd {
-	c := &userAddCmd{}
-	c.fs = newFlagSet(sio, "user add", "twinmail user add --db DSN --password-stdin NAME", `
-Create the account NAME with INBOX, Sent, Drafts, Trash, Junk and Archive. The password is
-the first line of standard input; it is stored as a bcrypt hash.`)
+func (c *accountPasswordCmd) init(sio stdio, name, synopsis, about string) {
+	c.fs = newFlagSet(sio, name, synopsis, about)
 	c.fs.dbFlag(&c.db)
 	c.fs.passwordFlags(&c.pw)
-	return c
 }
 
-func (c *userAddCmd) parseFlags(args []string) error {
+func (c *accountPasswordCmd) parseFlags(args []string) error {
 	pos, err := c.fs.parse(args, 1, 1)
 	if err != nil {
 		return err
@@ -155,12 +152,33 @@ func (c *userAddCmd) parseFlags(args []string) error {
 	return c.pw.check()
 }
 
-func (c *userAddCmd) run(ctx context.Context) error {
+// passwordAndStore reads the password from standard input and opens the store; the caller
+// closes it.
+func (c *accountPasswordCmd) passwordAndStore(ctx context.Context) (string, *store.Store, error) {
 	pw, err := readPassword(c.fs.sio.in)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	st, err := openAccounts(ctx, c.db)
+	if err != nil {
+		return "", nil, err
+	}
+	return pw, st, nil
+}
+
+// userAddCmd is "twinmail user add".
+type userAddCmd struct{ accountPasswordCmd }
+
+func newUserAddCmd(sio stdio) *userAddCmd {
+	c := &userAddCmd{}
+	c.init(sio, "user add", "twinmail user add --db DSN --password-stdin NAME", `
+Create the account NAME with INBOX, Sent, Drafts, Trash, Junk and Archive. The password is
+the first line of standard input; it is stored as a bcrypt hash.`)
+	return c
+}
+
+func (c *userAddCmd) run(ctx context.Context) error {
+	pw, st, err := c.passwordAndStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -251,40 +269,17 @@ func (c *userDelCmd) run(ctx context.Context) error {
 }
 
 // userPasswdCmd is "twinmail user passwd".
-type userPasswdCmd struct {
-	fs   *flagSet
-	db   string
-	pw   passwordFlags
-	name string
-}
+type userPasswdCmd struct{ accountPasswordCmd }
 
 func newUserPasswdCmd(sio stdio) *userPasswdCmd {
 	c := &userPasswdCmd{}
-	c.fs = newFlagSet(sio, "user passwd", "twinmail user passwd --db DSN --password-stdin NAME", `
+	c.init(sio, "user passwd", "twinmail user passwd --db DSN --password-stdin NAME", `
 Set the password of the account NAME to the first line of standard input.`)
-	c.fs.dbFlag(&c.db)
-	c.fs.passwordFlags(&c.pw)
 	return c
 }
 
-func (c *userPasswdCmd) parseFlags(args []string) error {
-	pos, err := c.fs.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	c.name = pos[0]
-	if err := requireDB(c.db); err != nil {
-		return err
-	}
-	return c.pw.check()
-}
-
 func (c *userPasswdCmd) run(ctx context.Context) error {
-	pw, err := readPassword(c.fs.sio.in)
-	if err != nil {
-		return err
-	}
-	st, err := openAccounts(ctx, c.db)
+	pw, st, err := c.passwordAndStore(ctx)
 	if err != nil {
 		return err
 	}

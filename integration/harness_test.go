@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -294,30 +293,7 @@ type server struct {
 // when the test ends. Its output goes to the test log if the test failed.
 func startServer(tb testing.TB, dsn string) *server {
 	tb.Helper()
-	for attempt := 1; ; attempt++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(tb))
-		lmtpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(tb))
-		p := startProc(tb, "twinmail serve", "serve", "--db", dsn, "--imap", addr, "--lmtp", lmtpAddr, "--insecure-auth")
-		err := waitGreeting(addr, p, 60*time.Second)
-		if err == nil {
-			s := &server{proc: p, Addr: addr, LMTPAddr: lmtpAddr, DSN: dsn}
-			tb.Cleanup(func() {
-				s.stop(tb, syscall.SIGTERM)
-				if tb.Failed() {
-					tb.Logf("twinmail serve output:\n%s", p.output)
-				}
-			})
-			return s
-		}
-		if !p.exited() {
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if attempt < 3 && strings.Contains(p.output.String(), "address already in use") {
-			continue
-		}
-		tb.Fatalf("twinmail serve on %s: %v; output:\n%s", addr, err, p.output)
-	}
+	return startServeArgs(tb, dsn, "--insecure-auth")
 }
 
 // waitGreeting polls addr until it answers with an untagged OK greeting.

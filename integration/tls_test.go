@@ -85,7 +85,7 @@ func (tc *testCert) clientConfig() *tls.Config {
 	return &tls.Config{RootCAs: tc.Pool, MinVersion: tls.VersionTLS12}
 }
 
-// startServeArgs is startServer with the caller's flags instead of --insecure-auth:
+// startServeArgs starts a server with the caller's flags (startServer passes --insecure-auth):
 // `twinmail serve --db dsn --imap <free port> --lmtp <free port> args...`. It waits for the
 // greeting on the --imap port and stops the server with SIGTERM when the test ends.
 func startServeArgs(tb testing.TB, dsn string, args ...string) *server {
